@@ -1,0 +1,6 @@
+//! flowstop: stop Alibaba Cloud Serverless Workflow executions declaratively from Kubernetes.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+// pub mod emulator;
+pub mod fnf;
