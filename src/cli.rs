@@ -83,23 +83,37 @@ async fn run_call(target: &EndpointArgs, unsigned: Unsigned, extra: Duration) ->
         let endpoint = target.endpoint()?;
         let http = fnf::http_client(Duration::from_secs(5), Duration::from_secs(target.timeout));
         let provider = Provider::from_env(|k| std::env::var(k).ok(), http.clone())?;
-        let account = Account { endpoint, credentials: provider.credentials().await? };
+        let account = Account {
+            endpoint,
+            credentials: provider.credentials().await?,
+        };
         let client = fnf::Client::new(http, Duration::from_secs(target.timeout));
         let value: serde_json::Value = client.call(&account, &unsigned, extra).await?;
         // Check it is an execution at all before calling it a success.
-        serde_json::from_value::<fnf::Execution>(value.clone())
-            .map_err(|e| FnfError::BadResponse { status: 200, detail: format!("not an execution: {e}") })?;
+        serde_json::from_value::<fnf::Execution>(value.clone()).map_err(|e| {
+            FnfError::BadResponse {
+                status: 200,
+                detail: format!("not an execution: {e}"),
+            }
+        })?;
         Ok::<_, FnfError>(value)
     }
     .await;
     match result {
         Ok(value) => {
-            println!("{}", serde_json::to_string_pretty(&value).expect("a JSON value serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).expect("a JSON value serializes")
+            );
             0
         }
         Err(e) => {
             eprintln!("error: {e}");
-            if e.retryable() { EXIT_RETRYABLE } else { EXIT_TERMINAL }
+            if e.retryable() {
+                EXIT_RETRYABLE
+            } else {
+                EXIT_TERMINAL
+            }
         }
     }
 }

@@ -2,5 +2,5 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-// pub mod emulator;
+pub mod emulator;
 pub mod fnf;

@@ -49,7 +49,12 @@ pub struct Unsigned {
 impl Unsigned {
     /// The full query with the common parameters and `Signature`, the way the Tea SDK sends
     /// it. Pure: the caller supplies time and nonce.
-    pub fn signed_query(&self, creds: &Credentials, now: Timestamp, nonce: &str) -> Vec<(&'static str, String)> {
+    pub fn signed_query(
+        &self,
+        creds: &Credentials,
+        now: Timestamp,
+        nonce: &str,
+    ) -> Vec<(&'static str, String)> {
         let mut query: Vec<(&'static str, String)> = vec![
             ("AccessKeyId", creds.access_key_id.clone()),
             ("Action", self.action.into()),
@@ -64,7 +69,10 @@ impl Unsigned {
             query.push(("SecurityToken", token.expose().into()));
         }
         query.extend(self.query.iter().cloned());
-        let all = query.iter().chain(self.body.iter()).map(|(k, v)| (*k, v.as_str()));
+        let all = query
+            .iter()
+            .chain(self.body.iter())
+            .map(|(k, v)| (*k, v.as_str()));
         let signature = sign(self.method, all, creds.access_key_secret.expose());
         query.push(("Signature", signature));
         query
@@ -79,27 +87,52 @@ fn push_opt(params: &mut Vec<(&'static str, String)>, name: &'static str, value:
 
 impl StopRequest {
     pub fn unsigned(&self) -> Unsigned {
-        let mut body = vec![("FlowName", self.flow_name.clone()), ("ExecutionName", self.execution_name.clone())];
+        let mut body = vec![
+            ("FlowName", self.flow_name.clone()),
+            ("ExecutionName", self.execution_name.clone()),
+        ];
         push_opt(&mut body, "Cause", &self.cause);
         push_opt(&mut body, "Error", &self.error);
         let mut query = vec![];
         push_opt(&mut query, "RequestId", &self.request_id);
-        Unsigned { method: "POST", action: "StopExecution", query, body }
+        Unsigned {
+            method: "POST",
+            action: "StopExecution",
+            query,
+            body,
+        }
     }
 }
 
 impl Unsigned {
     pub fn describe(flow: &str, execution: &str, wait_seconds: Option<u32>) -> Self {
-        let mut query = vec![("FlowName", flow.to_string()), ("ExecutionName", execution.to_string())];
-        push_opt(&mut query, "WaitTimeSeconds", &wait_seconds.map(|w| w.min(60).to_string()));
-        Unsigned { method: "GET", action: "DescribeExecution", query, body: vec![] }
+        let mut query = vec![
+            ("FlowName", flow.to_string()),
+            ("ExecutionName", execution.to_string()),
+        ];
+        push_opt(
+            &mut query,
+            "WaitTimeSeconds",
+            &wait_seconds.map(|w| w.min(60).to_string()),
+        );
+        Unsigned {
+            method: "GET",
+            action: "DescribeExecution",
+            query,
+            body: vec![],
+        }
     }
 
     pub fn start(flow: &str, execution: Option<&str>, input: Option<&str>) -> Self {
         let mut body = vec![("FlowName", flow.to_string())];
         push_opt(&mut body, "ExecutionName", &execution.map(String::from));
         push_opt(&mut body, "Input", &input.map(String::from));
-        Unsigned { method: "POST", action: "StartExecution", query: vec![], body }
+        Unsigned {
+            method: "POST",
+            action: "StartExecution",
+            query: vec![],
+            body,
+        }
     }
 
     pub fn list(req: &ListRequest) -> Self {
@@ -107,7 +140,12 @@ impl Unsigned {
         push_opt(&mut query, "Status", &req.status);
         push_opt(&mut query, "NextToken", &req.next_token);
         push_opt(&mut query, "Limit", &req.limit.map(|l| l.to_string()));
-        Unsigned { method: "GET", action: "ListExecutions", query, body: vec![] }
+        Unsigned {
+            method: "GET",
+            action: "ListExecutions",
+            query,
+            body: vec![],
+        }
     }
 }
 
@@ -126,7 +164,11 @@ impl Client {
         Self { http, timeout }
     }
 
-    pub async fn stop_execution(&self, account: &Account, req: &StopRequest) -> Result<Execution, FnfError> {
+    pub async fn stop_execution(
+        &self,
+        account: &Account,
+        req: &StopRequest,
+    ) -> Result<Execution, FnfError> {
         self.call(account, &req.unsigned(), Duration::ZERO).await
     }
 
@@ -149,11 +191,21 @@ impl Client {
         execution: Option<&str>,
         input: Option<&str>,
     ) -> Result<Execution, FnfError> {
-        self.call(account, &Unsigned::start(flow, execution, input), Duration::ZERO).await
+        self.call(
+            account,
+            &Unsigned::start(flow, execution, input),
+            Duration::ZERO,
+        )
+        .await
     }
 
-    pub async fn list_executions(&self, account: &Account, req: &ListRequest) -> Result<ExecutionList, FnfError> {
-        self.call(account, &Unsigned::list(req), Duration::ZERO).await
+    pub async fn list_executions(
+        &self,
+        account: &Account,
+        req: &ListRequest,
+    ) -> Result<ExecutionList, FnfError> {
+        self.call(account, &Unsigned::list(req), Duration::ZERO)
+            .await
     }
 
     /// Signs and sends one call and decodes the answer. `extra` lengthens the timeout
@@ -166,8 +218,11 @@ impl Client {
     ) -> Result<T, FnfError> {
         let query = unsigned.signed_query(&account.credentials, Timestamp::now(), &nonce());
         let mut url = account.endpoint.base_url();
-        url.set_query(Some(&encode_pairs(query.iter().map(|(k, v)| (*k, v.as_str())))));
-        let method = reqwest::Method::from_bytes(unsigned.method.as_bytes()).expect("static method");
+        url.set_query(Some(&encode_pairs(
+            query.iter().map(|(k, v)| (*k, v.as_str())),
+        )));
+        let method =
+            reqwest::Method::from_bytes(unsigned.method.as_bytes()).expect("static method");
         let mut builder = self
             .http
             .request(method, url)
@@ -176,7 +231,9 @@ impl Client {
             .header("x-acs-version", API_VERSION);
         if unsigned.method == "POST" {
             let body = encode_pairs(unsigned.body.iter().map(|(k, v)| (*k, v.as_str())));
-            builder = builder.header("content-type", "application/x-www-form-urlencoded").body(body);
+            builder = builder
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body);
         }
         let resp = builder.send().await.map_err(transport_error)?;
         let (status, body) = read_capped(resp).await?;
@@ -193,10 +250,20 @@ pub fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, FnfErr
         });
     }
     match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody { code: Some(code), message, request_id }) => {
-            Err(FnfError::Api { status, code, message: message.unwrap_or_default(), request_id })
-        }
-        _ => Err(FnfError::BadResponse { status, detail: format!("not an fnf error body: {}", excerpt(body)) }),
+        Ok(ErrorBody {
+            code: Some(code),
+            message,
+            request_id,
+        }) => Err(FnfError::Api {
+            status,
+            code,
+            message: message.unwrap_or_default(),
+            request_id,
+        }),
+        _ => Err(FnfError::BadResponse {
+            status,
+            detail: format!("not an fnf error body: {}", excerpt(body)),
+        }),
     }
 }
 
@@ -215,7 +282,14 @@ mod tests {
             request_id: Some("rid".into()),
         };
         let u = req.unsigned();
-        assert_eq!(u.body, vec![("FlowName", "f".into()), ("ExecutionName", "e".into()), ("Cause", "c d".into())]);
+        assert_eq!(
+            u.body,
+            vec![
+                ("FlowName", "f".into()),
+                ("ExecutionName", "e".into()),
+                ("Cause", "c d".into())
+            ]
+        );
         assert_eq!(u.query, vec![("RequestId", "rid".into())]);
         assert_eq!(u.method, "POST");
     }
@@ -224,7 +298,12 @@ mod tests {
     fn signed_query_carries_common_params_token_and_signature() {
         let creds = Credentials::new("id", "sk", Some("tok".into()));
         let now: Timestamp = "2024-01-02T03:04:05Z".parse().unwrap();
-        let u = StopRequest { flow_name: "f".into(), execution_name: "e".into(), ..Default::default() }.unsigned();
+        let u = StopRequest {
+            flow_name: "f".into(),
+            execution_name: "e".into(),
+            ..Default::default()
+        }
+        .unsigned();
         let q = u.signed_query(&creds, now, "abc");
         let get = |k: &str| q.iter().find(|(n, _)| *n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("Timestamp"), Some("2024-01-02T03:04:05Z"));
@@ -240,7 +319,10 @@ mod tests {
         let (a, b) = (nonce(), nonce());
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
 
     #[test]
@@ -248,15 +330,27 @@ mod tests {
         let ok: Execution = decode(200, br#"{"Status":"Stopped","RequestId":"r"}"#).unwrap();
         assert_eq!(ok.status, ExecutionStatus::Stopped);
 
-        let e = decode::<Execution>(404, br#"{"Code":"FlowNotExists","Message":"Flow  f does not exist.","RequestId":"r1"}"#)
-            .unwrap_err();
-        assert_eq!((e.code(), e.http_status(), e.request_id()), (Some("FlowNotExists"), Some(404), Some("r1")));
+        let e = decode::<Execution>(
+            404,
+            br#"{"Code":"FlowNotExists","Message":"Flow  f does not exist.","RequestId":"r1"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.code(), e.http_status(), e.request_id()),
+            (Some("FlowNotExists"), Some(404), Some("r1"))
+        );
 
         let e = decode::<Execution>(502, b"<html><body>Bad Gateway</body></html>").unwrap_err();
-        assert!(matches!(e, FnfError::BadResponse { status: 502, .. }) && e.retryable(), "{e}");
+        assert!(
+            matches!(e, FnfError::BadResponse { status: 502, .. }) && e.retryable(),
+            "{e}"
+        );
 
         let e = decode::<Execution>(200, br#"{"Status":"Stop"#).unwrap_err();
-        assert!(matches!(e, FnfError::BadResponse { status: 200, .. }), "{e}");
+        assert!(
+            matches!(e, FnfError::BadResponse { status: 200, .. }),
+            "{e}"
+        );
 
         let e = decode::<Execution>(200, br#"{"RequestId":"r"}"#).unwrap_err();
         assert!(e.to_string().contains("Status"), "{e}");

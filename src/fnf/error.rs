@@ -32,7 +32,11 @@ pub enum FnfError {
 }
 
 /// Codes the service documents as transient.
-const RETRYABLE_CODES: &[&str] = &["ConcurrentUpdateError", "ResourceThrottled", "InternalServerError"];
+const RETRYABLE_CODES: &[&str] = &[
+    "ConcurrentUpdateError",
+    "ResourceThrottled",
+    "InternalServerError",
+];
 
 impl FnfError {
     /// A small, fixed set of labels (for metrics, events and exit codes); never the
@@ -45,7 +49,10 @@ impl FnfError {
                 ("ResourceThrottled", _) | (_, 429) => "throttled",
                 ("ConcurrentUpdateError", _) | (_, 409) => "conflict",
                 (
-                    "SignatureNotMatch" | "InvalidAccessKeyID" | "RequestTimeTooSkewed" | "AccessDenied",
+                    "SignatureNotMatch"
+                    | "InvalidAccessKeyID"
+                    | "RequestTimeTooSkewed"
+                    | "AccessDenied",
                     _,
                 ) => "auth",
                 (_, 401 | 403) => "auth",
@@ -65,7 +72,8 @@ impl FnfError {
     pub fn retryable(&self) -> bool {
         match self {
             Self::Api { status, code, .. } => {
-                RETRYABLE_CODES.contains(&code.as_str()) || matches!(status, 409 | 429 | 500 | 502 | 503 | 504)
+                RETRYABLE_CODES.contains(&code.as_str())
+                    || matches!(status, 409 | 429 | 500 | 502 | 503 | 504)
             }
             // A gateway's HTML error page is as transient as the gateway; a garbled 2xx
             // or 4xx is not going to change by asking again.
@@ -108,7 +116,12 @@ mod tests {
     use super::*;
 
     fn api(status: u16, code: &str) -> FnfError {
-        FnfError::Api { status, code: code.into(), message: "m".into(), request_id: Some("r".into()) }
+        FnfError::Api {
+            status,
+            code: code.into(),
+            message: "m".into(),
+            request_id: Some("r".into()),
+        }
     }
 
     /// Every row of the StopExecution error table in the seed document, plus gateway statuses.
@@ -141,7 +154,10 @@ mod tests {
             let e = api(status, code);
             assert_eq!(e.category(), category, "{status} {code}");
             assert_eq!(e.retryable(), retryable, "{status} {code}");
-            assert_eq!(e.is_already_completed(), code == "ExecutionAlreadyCompleted");
+            assert_eq!(
+                e.is_already_completed(),
+                code == "ExecutionAlreadyCompleted"
+            );
         }
     }
 
@@ -150,8 +166,22 @@ mod tests {
         let cases = [
             (FnfError::Timeout("t".into()), "timeout", true),
             (FnfError::Connect("reset".into()), "connect", true),
-            (FnfError::BadResponse { status: 502, detail: "html".into() }, "bad_response", true),
-            (FnfError::BadResponse { status: 200, detail: "truncated".into() }, "bad_response", false),
+            (
+                FnfError::BadResponse {
+                    status: 502,
+                    detail: "html".into(),
+                },
+                "bad_response",
+                true,
+            ),
+            (
+                FnfError::BadResponse {
+                    status: 200,
+                    detail: "truncated".into(),
+                },
+                "bad_response",
+                false,
+            ),
             (FnfError::Invalid("x".into()), "invalid", false),
         ];
         for (e, category, retryable) in cases {
@@ -162,6 +192,9 @@ mod tests {
 
     #[test]
     fn display_carries_code_message_status_and_request_id() {
-        assert_eq!(api(404, "FlowNotExists").to_string(), "FlowNotExists: m (HTTP 404, request id r)");
+        assert_eq!(
+            api(404, "FlowNotExists").to_string(),
+            "FlowNotExists: m (HTTP 404, request id r)"
+        );
     }
 }

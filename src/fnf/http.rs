@@ -40,17 +40,25 @@ pub enum Endpoint {
 impl Endpoint {
     pub fn region(region: &str, internal: bool) -> Result<Self, FnfError> {
         let ok = !region.is_empty()
-            && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
-            return Err(FnfError::Invalid(format!("region {region:?} is not a region id like cn-hangzhou")));
+            return Err(FnfError::Invalid(format!(
+                "region {region:?} is not a region id like cn-hangzhou"
+            )));
         }
-        Ok(Self::Region { region: region.into(), internal })
+        Ok(Self::Region {
+            region: region.into(),
+            internal,
+        })
     }
 
     /// An explicit URL. Plain http is accepted only for a loopback host, or when
     /// `allow_insecure_http` says the user asked for it: keys must not cross a network in clear.
     pub fn url(text: &str, allow_insecure_http: bool) -> Result<Self, FnfError> {
-        let url = url::Url::parse(text).map_err(|e| FnfError::Invalid(format!("endpoint {text:?}: {e}")))?;
+        let url = url::Url::parse(text)
+            .map_err(|e| FnfError::Invalid(format!("endpoint {text:?}: {e}")))?;
         match url.scheme() {
             "https" => {}
             "http" if allow_insecure_http || is_loopback(&url) => {}
@@ -59,7 +67,11 @@ impl Endpoint {
                     "endpoint {text:?} is plain http to a non-loopback host; use https or allow insecure http explicitly"
                 )));
             }
-            other => return Err(FnfError::Invalid(format!("endpoint {text:?}: unsupported scheme {other}"))),
+            other => {
+                return Err(FnfError::Invalid(format!(
+                    "endpoint {text:?}: unsupported scheme {other}"
+                )));
+            }
         }
         if url.host().is_none() {
             return Err(FnfError::Invalid(format!("endpoint {text:?} has no host")));
@@ -71,7 +83,8 @@ impl Endpoint {
         match self {
             Self::Region { region, internal } => {
                 let suffix = if *internal { "-internal" } else { "" };
-                url::Url::parse(&format!("https://{region}{suffix}.fnf.aliyuncs.com/")).expect("validated region")
+                url::Url::parse(&format!("https://{region}{suffix}.fnf.aliyuncs.com/"))
+                    .expect("validated region")
             }
             Self::Url(u) => u.clone(),
         }
@@ -90,13 +103,22 @@ fn is_loopback(url: &url::Url) -> bool {
 /// Reads the body, refusing more than `MAX_BODY_BYTES`.
 pub async fn read_capped(mut resp: reqwest::Response) -> Result<(u16, Bytes), FnfError> {
     let status = resp.status().as_u16();
-    if resp.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(FnfError::BadResponse { status, detail: format!("body larger than {MAX_BODY_BYTES} bytes") });
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(FnfError::BadResponse {
+            status,
+            detail: format!("body larger than {MAX_BODY_BYTES} bytes"),
+        });
     }
     let mut buf = BytesMut::new();
     while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
         if buf.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(FnfError::BadResponse { status, detail: format!("body larger than {MAX_BODY_BYTES} bytes") });
+            return Err(FnfError::BadResponse {
+                status,
+                detail: format!("body larger than {MAX_BODY_BYTES} bytes"),
+            });
         }
         buf.extend_from_slice(&chunk);
     }
@@ -113,14 +135,25 @@ pub fn transport_error(e: reqwest::Error) -> FnfError {
         detail.push_str(&s.to_string());
         source = s.source();
     }
-    if e.is_timeout() { FnfError::Timeout(detail) } else { FnfError::Connect(detail) }
+    if e.is_timeout() {
+        FnfError::Timeout(detail)
+    } else {
+        FnfError::Connect(detail)
+    }
 }
 
 /// A short, printable excerpt of a body that was not what we expected.
 pub fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if body.len() > 200 { format!("{clean}…") } else { clean }
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if body.len() > 200 {
+        format!("{clean}…")
+    } else {
+        clean
+    }
 }
 
 #[cfg(test)]
@@ -130,9 +163,15 @@ mod tests {
     #[test]
     fn region_endpoints_are_region_first() {
         let e = Endpoint::region("cn-hangzhou", false).unwrap();
-        assert_eq!(e.base_url().as_str(), "https://cn-hangzhou.fnf.aliyuncs.com/");
+        assert_eq!(
+            e.base_url().as_str(),
+            "https://cn-hangzhou.fnf.aliyuncs.com/"
+        );
         let e = Endpoint::region("ap-southeast-1", true).unwrap();
-        assert_eq!(e.base_url().as_str(), "https://ap-southeast-1-internal.fnf.aliyuncs.com/");
+        assert_eq!(
+            e.base_url().as_str(),
+            "https://ap-southeast-1-internal.fnf.aliyuncs.com/"
+        );
         assert!(Endpoint::region("cn-hangzhou.evil.com", false).is_err());
         assert!(Endpoint::region("", false).is_err());
     }
@@ -142,7 +181,9 @@ mod tests {
         assert!(Endpoint::url("http://127.0.0.1:8080", false).is_ok());
         assert!(Endpoint::url("http://[::1]:8080", false).is_ok());
         assert!(Endpoint::url("http://localhost:8080", false).is_ok());
-        let err = Endpoint::url("http://fnf.example.com", false).unwrap_err().to_string();
+        let err = Endpoint::url("http://fnf.example.com", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("plain http"), "{err}");
         assert!(Endpoint::url("http://fnf.example.com", true).is_ok());
         assert!(Endpoint::url("https://fnf.example.com", false).is_ok());

@@ -31,7 +31,10 @@ impl ExecutionStatus {
 
     /// True once the execution can no longer change.
     pub fn is_final(&self) -> bool {
-        matches!(self, Self::Stopped | Self::Succeeded | Self::Failed | Self::TimedOut)
+        matches!(
+            self,
+            Self::Stopped | Self::Succeeded | Self::Failed | Self::TimedOut
+        )
     }
 }
 

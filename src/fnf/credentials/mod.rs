@@ -68,8 +68,15 @@ pub enum CredentialsError {
     Missing,
     #[error("cannot read the OIDC token file {path}: {reason}")]
     TokenFile { path: String, reason: String },
-    #[error("STS AssumeRoleWithOIDC failed: {code}: {message} (HTTP {status}, request id {request_id})")]
-    Sts { status: u16, code: String, message: String, request_id: String },
+    #[error(
+        "STS AssumeRoleWithOIDC failed: {code}: {message} (HTTP {status}, request id {request_id})"
+    )]
+    Sts {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
     #[error("STS AssumeRoleWithOIDC unreachable: {0}")]
     StsTransport(String),
     #[error("STS AssumeRoleWithOIDC gave an unusable answer: {0}")]
@@ -96,10 +103,17 @@ pub enum Provider {
 impl Provider {
     /// The default chain: environment keys, then RRSA. `env` looks a variable up, so callers
     /// decide where the environment comes from (tests pass a map).
-    pub fn from_env(env: impl Fn(&str) -> Option<String>, http: reqwest::Client) -> Result<Self, CredentialsError> {
+    pub fn from_env(
+        env: impl Fn(&str) -> Option<String>,
+        http: reqwest::Client,
+    ) -> Result<Self, CredentialsError> {
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
         if let (Some(id), Some(secret)) = (get(ENV_ACCESS_KEY_ID), get(ENV_ACCESS_KEY_SECRET)) {
-            return Ok(Self::Static(Credentials::new(id, secret, get(ENV_SECURITY_TOKEN))));
+            return Ok(Self::Static(Credentials::new(
+                id,
+                secret,
+                get(ENV_SECURITY_TOKEN),
+            )));
         }
         if let Some(config) = RrsaConfig::from_env(&get) {
             return Ok(Self::Rrsa(Arc::new(RrsaProvider::new(config, http))));
@@ -121,7 +135,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -129,7 +146,10 @@ mod tests {
     fn secrets_are_redacted() {
         let c = Credentials::new("AKID", "topsecret", Some("tok3n".into()));
         let shown = format!("{c:?} {}", c.access_key_secret);
-        assert!(!shown.contains("topsecret") && !shown.contains("tok3n"), "{shown}");
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("tok3n"),
+            "{shown}"
+        );
         assert!(shown.contains("AKID"));
     }
 
@@ -150,7 +170,10 @@ mod tests {
 
     #[test]
     fn rrsa_needs_all_three_variables() {
-        let e = env(&[(ENV_ROLE_ARN, "acs:ram::1:role/r"), (ENV_OIDC_TOKEN_FILE, "/t")]);
+        let e = env(&[
+            (ENV_ROLE_ARN, "acs:ram::1:role/r"),
+            (ENV_OIDC_TOKEN_FILE, "/t"),
+        ]);
         let err = Provider::from_env(e, reqwest::Client::new()).unwrap_err();
         assert!(matches!(err, CredentialsError::Missing));
         let e = env(&[
@@ -158,15 +181,26 @@ mod tests {
             (ENV_OIDC_PROVIDER_ARN, "acs:ram::1:oidc-provider/p"),
             (ENV_OIDC_TOKEN_FILE, "/t"),
         ]);
-        assert!(matches!(Provider::from_env(e, reqwest::Client::new()).unwrap(), Provider::Rrsa(_)));
+        assert!(matches!(
+            Provider::from_env(e, reqwest::Client::new()).unwrap(),
+            Provider::Rrsa(_)
+        ));
     }
 
     #[test]
     fn missing_credentials_name_the_variables() {
-        let msg = Provider::from_env(env(&[(ENV_ACCESS_KEY_ID, "only-id")]), reqwest::Client::new())
-            .unwrap_err()
-            .to_string();
-        for var in [ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ROLE_ARN, ENV_OIDC_TOKEN_FILE] {
+        let msg = Provider::from_env(
+            env(&[(ENV_ACCESS_KEY_ID, "only-id")]),
+            reqwest::Client::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        for var in [
+            ENV_ACCESS_KEY_ID,
+            ENV_ACCESS_KEY_SECRET,
+            ENV_ROLE_ARN,
+            ENV_OIDC_TOKEN_FILE,
+        ] {
             assert!(msg.contains(var), "{msg}");
         }
         assert!(!msg.contains('\n'));

@@ -30,11 +30,13 @@ impl RrsaConfig {
             role_arn,
             oidc_provider_arn,
             token_file,
-            session_name: get("ALIBABA_CLOUD_ROLE_SESSION_NAME").unwrap_or_else(|| "flowstop".into()),
+            session_name: get("ALIBABA_CLOUD_ROLE_SESSION_NAME")
+                .unwrap_or_else(|| "flowstop".into()),
             sts_endpoint: sts_endpoint(
                 get("ALIBABA_CLOUD_STS_ENDPOINT"),
                 get("ALIBABA_CLOUD_STS_REGION"),
-                get("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+                get("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             ),
             duration_seconds: 3600,
             refresh_margin: SignedDuration::from_mins(15),
@@ -52,7 +54,8 @@ pub fn sts_endpoint(endpoint: Option<String>, region: Option<String>, vpc: bool)
         (None, Some(r)) => format!("https://sts.{r}.aliyuncs.com"),
         (None, None) => "https://sts.aliyuncs.com".into(),
     };
-    url::Url::parse(&text).unwrap_or_else(|_| url::Url::parse("https://sts.aliyuncs.com").expect("static URL"))
+    url::Url::parse(&text)
+        .unwrap_or_else(|_| url::Url::parse("https://sts.aliyuncs.com").expect("static URL"))
 }
 
 #[derive(Debug)]
@@ -82,7 +85,11 @@ struct StsCredentials {
 
 impl RrsaProvider {
     pub fn new(config: RrsaConfig, http: reqwest::Client) -> Self {
-        Self { config, http, cached: Mutex::new(None) }
+        Self {
+            config,
+            http,
+            cached: Mutex::new(None),
+        }
     }
 
     pub async fn credentials(&self) -> Result<Credentials, CredentialsError> {
@@ -113,12 +120,18 @@ impl RrsaProvider {
         }
     }
 
-    async fn assume_role(&self, now: Timestamp) -> Result<(Credentials, Timestamp), CredentialsError> {
+    async fn assume_role(
+        &self,
+        now: Timestamp,
+    ) -> Result<(Credentials, Timestamp), CredentialsError> {
         let c = &self.config;
         // Re-read at every refresh: the kubelet rotates the projected token.
         let token = tokio::fs::read_to_string(&c.token_file)
             .await
-            .map_err(|e| CredentialsError::TokenFile { path: c.token_file.clone(), reason: e.to_string() })?;
+            .map_err(|e| CredentialsError::TokenFile {
+                path: c.token_file.clone(),
+                reason: e.to_string(),
+            })?;
         let timestamp = rpc_timestamp(now);
         let query = [
             ("Action", "AssumeRoleWithOIDC"),
@@ -144,9 +157,12 @@ impl RrsaProvider {
             .send()
             .await
             .map_err(|e| CredentialsError::StsTransport(e.to_string()))?;
-        let (status, bytes) = read_capped(resp).await.map_err(|e| CredentialsError::StsTransport(e.to_string()))?;
-        let answer: StsAnswer = serde_json::from_slice(&bytes)
-            .map_err(|e| CredentialsError::StsBadResponse(format!("HTTP {status}, body is not STS JSON: {e}")))?;
+        let (status, bytes) = read_capped(resp)
+            .await
+            .map_err(|e| CredentialsError::StsTransport(e.to_string()))?;
+        let answer: StsAnswer = serde_json::from_slice(&bytes).map_err(|e| {
+            CredentialsError::StsBadResponse(format!("HTTP {status}, body is not STS JSON: {e}"))
+        })?;
         if status != 200 || answer.credentials.is_none() {
             return Err(CredentialsError::Sts {
                 status,
@@ -156,11 +172,13 @@ impl RrsaProvider {
             });
         }
         let k = answer.credentials.expect("checked above");
-        let expiration: Timestamp = k
-            .expiration
-            .parse()
-            .map_err(|e| CredentialsError::StsBadResponse(format!("Expiration {:?}: {e}", k.expiration)))?;
-        Ok((Credentials::new(k.access_key_id, k.access_key_secret, Some(k.security_token)), expiration))
+        let expiration: Timestamp = k.expiration.parse().map_err(|e| {
+            CredentialsError::StsBadResponse(format!("Expiration {:?}: {e}", k.expiration))
+        })?;
+        Ok((
+            Credentials::new(k.access_key_id, k.access_key_secret, Some(k.security_token)),
+            expiration,
+        ))
     }
 }
 
@@ -170,14 +188,30 @@ mod tests {
 
     #[test]
     fn sts_endpoint_resolution() {
-        let s = |e: Option<&str>, r: Option<&str>, vpc| sts_endpoint(e.map(Into::into), r.map(Into::into), vpc);
+        let s = |e: Option<&str>, r: Option<&str>, vpc| {
+            sts_endpoint(e.map(Into::into), r.map(Into::into), vpc)
+        };
         assert_eq!(s(None, None, false).as_str(), "https://sts.aliyuncs.com/");
-        assert_eq!(s(None, Some("cn-hangzhou"), false).as_str(), "https://sts.cn-hangzhou.aliyuncs.com/");
-        assert_eq!(s(None, Some("cn-hangzhou"), true).as_str(), "https://sts-vpc.cn-hangzhou.aliyuncs.com/");
         assert_eq!(
-            s(Some("sts-vpc.cn-beijing.aliyuncs.com"), Some("cn-hangzhou"), false).as_str(),
+            s(None, Some("cn-hangzhou"), false).as_str(),
+            "https://sts.cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            s(None, Some("cn-hangzhou"), true).as_str(),
+            "https://sts-vpc.cn-hangzhou.aliyuncs.com/"
+        );
+        assert_eq!(
+            s(
+                Some("sts-vpc.cn-beijing.aliyuncs.com"),
+                Some("cn-hangzhou"),
+                false
+            )
+            .as_str(),
             "https://sts-vpc.cn-beijing.aliyuncs.com/"
         );
-        assert_eq!(s(Some("http://127.0.0.1:9000"), None, false).as_str(), "http://127.0.0.1:9000/");
+        assert_eq!(
+            s(Some("http://127.0.0.1:9000"), None, false).as_str(),
+            "http://127.0.0.1:9000/"
+        );
     }
 }
