@@ -135,8 +135,32 @@ impl Execution {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub flows: BTreeMap<String, Flow>,
-    /// Keyed by (flow, execution).
+    /// Keyed by (flow, execution); a list in the state file (JSON keys are strings).
+    #[serde(with = "as_list")]
     pub executions: BTreeMap<(String, String), Execution>,
+}
+
+mod as_list {
+    use super::Execution;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        m: &BTreeMap<(String, String), Execution>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<(String, String), Execution>, D::Error> {
+        let list = Vec::<Execution>::deserialize(d)?;
+        Ok(list
+            .into_iter()
+            .map(|e| ((e.flow.clone(), e.name.clone()), e))
+            .collect())
+    }
 }
 
 impl State {
