@@ -17,6 +17,8 @@ enum Command {
     Stop(cli::StopArgs),
     /// Show one execution (DescribeExecution), optionally waiting for it to end
     Describe(cli::DescribeArgs),
+    /// Run a local Kubernetes control plane (etcd + kube-apiserver) in the foreground
+    ControlPlane(flowstop::controlplane::ServeArgs),
 }
 
 #[tokio::main]
@@ -28,6 +30,13 @@ async fn main() {
     let code = match Args::parse().command {
         Command::Stop(a) => cli::stop(a).await,
         Command::Describe(a) => cli::describe(a).await,
+        Command::ControlPlane(a) => match flowstop::controlplane::serve(a).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
     };
     std::process::exit(code);
 }
