@@ -32,10 +32,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| temp.as_ref().expect("set above").path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
-    let mut plane = ControlPlane::start(&args.bin_dir, &dir).await?;
-    announce(&plane)?;
+    // Handlers first: a signal that arrives right after `ready` must not kill us with
+    // the default action and orphan the children.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut plane = ControlPlane::start(&args.bin_dir, &dir).await?;
+    announce(&plane)?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
