@@ -3,5 +3,7 @@
 
 pub mod cli;
 pub mod controlplane;
+pub mod crd;
+pub mod decide;
 pub mod emulator;
 pub mod fnf;

@@ -19,6 +19,8 @@ enum Command {
     Describe(cli::DescribeArgs),
     /// Run a local Kubernetes control plane (etcd + kube-apiserver) in the foreground
     ControlPlane(flowstop::controlplane::ServeArgs),
+    /// Print the ExecutionStop CustomResourceDefinition (YAML)
+    Crd,
 }
 
 #[tokio::main]
@@ -30,6 +32,10 @@ async fn main() {
     let code = match Args::parse().command {
         Command::Stop(a) => cli::stop(a).await,
         Command::Describe(a) => cli::describe(a).await,
+        Command::Crd => {
+            print!("{}", flowstop::crd::crd_yaml());
+            0
+        }
         Command::ControlPlane(a) => match flowstop::controlplane::serve(a).await {
             Ok(()) => 0,
             Err(e) => {

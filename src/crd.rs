@@ -1,0 +1,206 @@
+//! The `ExecutionStop` resource: spec and status types only. `crds/` is generated from
+//! these (`flowstop crd`) and a test fails when it drifts.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Stop one running Serverless Workflow execution. The object is a one-shot request and
+/// a receipt: the operator calls StopExecution at most as often as its retry policy
+/// allows and records the outcome in status. Deleting it changes nothing in the cloud.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "flowstop.dev",
+    version = "v1alpha1",
+    kind = "ExecutionStop",
+    namespaced,
+    shortname = "estop",
+    category = "flowstop",
+    status = "ExecutionStopStatus",
+    doc = "A request to stop one Alibaba Cloud Serverless Workflow execution, and its outcome.",
+    printcolumn(name = "Flow", type_ = "string", json_path = ".spec.flowName"),
+    printcolumn(name = "Execution", type_ = "string", json_path = ".spec.executionName"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Execution Status", type_ = "string", json_path = ".status.execution.status"),
+    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),
+    printcolumn(name = "Error", type_ = "string", json_path = ".status.lastError.code"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self == oldSelf").message(
+    "spec is immutable: create a new ExecutionStop to stop another execution or change the request"
+))]
+#[x_kube(validation = Rule::new("!(has(self.regionId) && has(self.endpoint))").message(
+    "set spec.regionId or spec.endpoint, not both"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionStopSpec {
+    /// Name of the flow (FlowName): letters, digits, `_` and `-`, starting with a letter
+    /// or `_`, at most 128 characters.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$"))]
+    pub flow_name: String,
+    /// Name of the execution to stop (ExecutionName); same rules as flowName.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$"))]
+    pub execution_name: String,
+    /// Why the execution is stopped (Cause), 1 to 4096 characters. Recorded on the execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub cause: Option<String>,
+    /// Error code recorded on the stopped execution (Error), 1 to 128 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub error: Option<String>,
+    /// Region of the flow, e.g. cn-hangzhou; calls go to https://<regionId>.fnf.aliyuncs.com.
+    /// Without it (and without endpoint) the operator's default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$"))]
+    pub region_id: Option<String>,
+    /// Explicit API endpoint URL (https, or http on loopback), instead of regionId.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub endpoint: Option<String>,
+    /// A Secret in this namespace with keys accessKeyId, accessKeySecret and optionally
+    /// securityToken. Without it, the operator's own credentials (environment or RRSA) are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+    /// How many StopExecution calls may be made in total before giving up on retryable
+    /// errors (1 to 100; the operator's default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_attempts: Option<u32>,
+}
+
+/// A Secret in the ExecutionStop's own namespace. There is deliberately no namespace field.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Where the stop stands. Final phases are Stopped, AlreadyFinished and Failed.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Phase {
+    /// Accepted; no call made yet (e.g. waiting for credentials or the rate limit).
+    Pending,
+    /// A StopExecution call is being made or its result confirmed.
+    Stopping,
+    /// The last call failed in a way that may pass; the next attempt is at nextAttemptTime.
+    Retrying,
+    /// The execution was stopped by this request.
+    Stopped,
+    /// The execution had already ended (Succeeded, Failed, TimedOut or Stopped) before the call.
+    AlreadyFinished,
+    /// Gave up: a terminal error, or attempts exhausted. See lastError.
+    Failed,
+}
+
+impl Phase {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Stopped | Self::AlreadyFinished | Self::Failed)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Stopping => "Stopping",
+            Self::Retrying => "Retrying",
+            Self::Stopped => "Stopped",
+            Self::AlreadyFinished => "AlreadyFinished",
+            Self::Failed => "Failed",
+        }
+    }
+}
+
+/// The execution as the API last reported it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionInfo {
+    /// Starting, Running, Stopped, Succeeded, Failed or TimedOut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_time: Option<String>,
+}
+
+/// The last error from the API or from getting credentials.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// The API's error code (e.g. ResourceThrottled), or a flowstop code such as Timeout.
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Whether the operator will try again.
+    pub retryable: bool,
+}
+
+/// Observed state, written by the operator only.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionStopStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Ready (True once the execution is known to be stopped or finished), Reconciling and
+    /// Stalled (True when the operator gave up), each with observedGeneration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<ExecutionInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// StopExecution calls made so far.
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<Time>,
+    /// RequestId sent with the attempt in progress; recorded before the call, so a restart
+    /// knows a call may have been made and confirms with DescribeExecution first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_request_id: Option<String>,
+    /// RequestId of the call that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// resourceVersion of the credentials Secret when it was last rejected (403), so a
+    /// changed Secret is retried at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_credentials_version: Option<String>,
+}
+
+fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    serde_json::from_value(serde_json::json!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": {"type": "string"},
+                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                "observedGeneration": {"type": "integer", "format": "int64"},
+                "lastTransitionTime": {"type": "string", "format": "date-time"},
+                "reason": {"type": "string"},
+                "message": {"type": "string"}
+            }
+        }
+    }))
+    .expect("static schema")
+}
+
+/// The CRD as YAML, exactly as checked in under `crds/`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&ExecutionStop::crd()).expect("the CRD serializes")
+}

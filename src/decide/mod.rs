@@ -1,0 +1,311 @@
+//! The decision: from (spec, status, what the last call returned, now) to the next action
+//! and the new status. Pure: no I/O, no clock, no randomness (the jitter is an input).
+
+mod status;
+#[cfg(test)]
+mod tests;
+
+pub use status::reason;
+use status::{execution_info, last_error, second, second_ceil, set_phase};
+
+use crate::crd::{ExecutionStopSpec, ExecutionStopStatus, LastError, Phase};
+use crate::fnf::{Execution, ExecutionStatus, FnfError};
+use jiff::{SignedDuration, Timestamp};
+use std::time::Duration;
+
+/// Operator-wide settings that shape decisions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Attempts when the spec does not say.
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Long-poll of DescribeExecution when confirming a stop (0–60 s).
+    pub describe_wait: u32,
+    /// How often a Failed-by-403 object checks whether its Secret changed.
+    pub credentials_recheck: Duration,
+    /// After this long, a Failed-by-403 object tries once more even if nothing changed.
+    pub credentials_retry: Duration,
+    /// How long a stop that answered Running may take to show as Stopped before it is sent again.
+    pub confirm_window: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            describe_wait: 10,
+            credentials_recheck: Duration::from_secs(300),
+            credentials_retry: Duration::from_secs(3600),
+            confirm_window: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What the shell observed since the last decision.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// No call made yet in this pass.
+    Nothing,
+    /// The credentials could not be had (missing Secret or key, empty chain).
+    NoCredentials(String),
+    Stop(Result<&'a Execution, &'a FnfError>),
+    Describe(Result<&'a Execution, &'a FnfError>),
+}
+
+pub struct Input<'a> {
+    pub spec: &'a ExecutionStopSpec,
+    pub status: &'a ExecutionStopStatus,
+    pub generation: i64,
+    pub uid: &'a str,
+    pub created: Timestamp,
+    /// The credentials Secret's resourceVersion; None when the operator's own credentials apply.
+    pub credentials_version: Option<&'a str>,
+    pub outcome: Outcome<'a>,
+    pub now: Timestamp,
+    /// Uniform in [0, 1): the random part of the backoff.
+    pub jitter: f64,
+    pub policy: &'a Policy,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Final: nothing more to do unless the object changes.
+    Done,
+    /// Come back after this long; no call now.
+    Wait(Duration),
+    /// Persist the new status (it records the attempt), then call StopExecution with this id.
+    Stop { request_id: String },
+    /// Call DescribeExecution, long-polling this many seconds.
+    Describe { wait_seconds: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub action: Action,
+    pub status: ExecutionStopStatus,
+    /// A transition worth a Kubernetes Event.
+    pub event: Option<Event>,
+}
+
+/// Full-jitter exponential backoff after `attempts` failed attempts.
+pub fn backoff(policy: &Policy, attempts: u32, jitter: f64) -> Duration {
+    let exp = policy.backoff_base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+    let cap = exp.min(policy.backoff_max);
+    cap.mul_f64(jitter.clamp(0.0, 1.0)).max(Duration::from_millis(100))
+}
+
+fn until(now: Timestamp, t: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
+}
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    t + SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+pub fn decide(i: &Input<'_>) -> Decision {
+    let mut s = i.status.clone();
+    let old_phase = s.phase;
+    let (action, reason_set) = match &i.outcome {
+        Outcome::Nothing => next_step(i, &mut s),
+        Outcome::NoCredentials(message) => {
+            s.last_error = Some(LastError {
+                code: reason::CREDENTIALS_NOT_FOUND.into(),
+                message: message.clone(),
+                http_status: None,
+                request_id: None,
+                retryable: true,
+            });
+            set_phase(&mut s, Phase::Pending, reason::CREDENTIALS_NOT_FOUND, message, i.generation, i.now);
+            // Poll slowly for a Secret that may never come: a quarter of the object's age.
+            let age = until(i.created, i.now);
+            (Action::Wait((age / 4).clamp(Duration::from_secs(2), Duration::from_secs(300))), reason::CREDENTIALS_NOT_FOUND)
+        }
+        Outcome::Stop(Ok(e)) => {
+            s.pending_request_id = None;
+            s.request_id = e.request_id.clone();
+            s.execution = Some(execution_info(e));
+            s.last_error = None;
+            s.next_attempt_time = None;
+            if e.status == ExecutionStatus::Stopped {
+                let msg = format!("execution {} of flow {} stopped", i.spec.execution_name, i.spec.flow_name);
+                set_phase(&mut s, Phase::Stopped, reason::STOPPED, &msg, i.generation, i.now);
+                (Action::Done, reason::STOPPED)
+            } else if e.status.is_final() {
+                finished(i, &mut s, e)
+            } else {
+                let msg = format!("StopExecution accepted (status {}); confirming", e.status);
+                set_phase(&mut s, Phase::Stopping, reason::CONFIRMING, &msg, i.generation, i.now);
+                (Action::Describe { wait_seconds: i.policy.describe_wait }, reason::CONFIRMING)
+            }
+        }
+        Outcome::Stop(Err(e)) => {
+            s.pending_request_id = None;
+            s.last_error = Some(last_error(e));
+            if e.is_already_completed() {
+                set_phase(&mut s, Phase::Stopping, reason::CONFIRMING, "execution already completed; reading its final status", i.generation, i.now);
+                (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
+            } else {
+                failure(i, &mut s, e, true)
+            }
+        }
+        Outcome::Describe(Ok(e)) => {
+            s.execution = Some(execution_info(e));
+            if e.status.is_final() {
+                let was_pending = s.pending_request_id.take().is_some();
+                let ours = e.status == ExecutionStatus::Stopped
+                    && (was_pending
+                        || s.request_id.is_some()
+                        || s.attempts > 1
+                        || s.last_error.as_ref().is_none_or(|l| l.code != "ExecutionAlreadyCompleted"));
+                if ours {
+                    s.last_error = None;
+                    s.next_attempt_time = None;
+                    let msg = format!("execution {} of flow {} stopped", i.spec.execution_name, i.spec.flow_name);
+                    set_phase(&mut s, Phase::Stopped, reason::STOPPED, &msg, i.generation, i.now);
+                    (Action::Done, reason::STOPPED)
+                } else {
+                    finished(i, &mut s, e)
+                }
+            } else if s.pending_request_id.take().is_some() {
+                // After a restart: the recorded attempt did not stop it (or never went out).
+                next_step(i, &mut s)
+            } else {
+                let since = s.last_attempt_time.as_ref().map_or(Duration::ZERO, |t| until(t.0, i.now));
+                if since < i.policy.confirm_window {
+                    let msg = format!("waiting for the execution to stop (status {})", e.status);
+                    set_phase(&mut s, Phase::Stopping, reason::CONFIRMING, &msg, i.generation, i.now);
+                    (Action::Describe { wait_seconds: i.policy.describe_wait }, reason::CONFIRMING)
+                } else {
+                    s.request_id = None;
+                    next_step(i, &mut s)
+                }
+            }
+        }
+        Outcome::Describe(Err(e)) => {
+            s.last_error = Some(last_error(e));
+            failure(i, &mut s, e, false)
+        }
+    };
+    let event = transition_event(old_phase, &s, reason_set, i);
+    Decision { action, status: s, event }
+}
+
+/// With nothing observed yet: what the current status calls for.
+fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static str) {
+    let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
+    match s.phase {
+        Some(Phase::Failed) if s.rejected_credentials_version.is_some() => {
+            let changed = i.credentials_version.is_some() && s.rejected_credentials_version.as_deref() != i.credentials_version;
+            let last = s.last_attempt_time.as_ref().map_or(i.now, |t| t.0);
+            let retry_at = plus(last, i.policy.credentials_retry);
+            if changed || i.now >= retry_at {
+                s.rejected_credentials_version = None;
+                return stop_attempt(i, s, true);
+            }
+            (Action::Wait(until(i.now, retry_at).min(i.policy.credentials_recheck)), reason::CREDENTIALS_REJECTED)
+        }
+        Some(p) if p.is_final() => (Action::Done, ""),
+        _ if s.pending_request_id.is_some() => {
+            // An attempt was recorded but its outcome was not: it may have gone out.
+            // Look before calling again.
+            let msg = "confirming the outcome of an attempt in progress before trying again";
+            set_phase(s, Phase::Stopping, reason::CONFIRMING, msg, i.generation, i.now);
+            (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
+        }
+        Some(Phase::Stopping) if s.request_id.is_some() => {
+            (Action::Describe { wait_seconds: i.policy.describe_wait }, reason::CONFIRMING)
+        }
+        _ => {
+            if let Some(next) = &s.next_attempt_time {
+                if next.0 > i.now {
+                    return (Action::Wait(until(i.now, next.0)), "");
+                }
+            }
+            if s.attempts >= max {
+                let msg = format!("gave up after {} attempts", s.attempts);
+                set_phase(s, Phase::Failed, reason::RETRIES_EXHAUSTED, &msg, i.generation, i.now);
+                return (Action::Done, reason::RETRIES_EXHAUSTED);
+            }
+            stop_attempt(i, s, false)
+        }
+    }
+}
+
+/// Records a new attempt; the shell persists this status before making the call.
+fn stop_attempt(i: &Input<'_>, s: &mut ExecutionStopStatus, extra: bool) -> (Action, &'static str) {
+    // A retry after changed credentials does not count against maxAttempts.
+    if !extra {
+        s.attempts += 1;
+    }
+    let request_id = format!("{}-{}", i.uid, s.attempts);
+    s.pending_request_id = Some(request_id.clone());
+    s.last_attempt_time = Some(second(i.now));
+    s.next_attempt_time = None;
+    let msg = format!("calling StopExecution (attempt {})", s.attempts);
+    set_phase(s, Phase::Stopping, reason::STOPPING, &msg, i.generation, i.now);
+    (Action::Stop { request_id }, reason::STOPPING)
+}
+
+fn finished(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &Execution) -> (Action, &'static str) {
+    s.next_attempt_time = None;
+    let msg = format!("execution had already ended with status {}", e.status);
+    set_phase(s, Phase::AlreadyFinished, reason::ALREADY_FINISHED, &msg, i.generation, i.now);
+    (Action::Done, reason::ALREADY_FINISHED)
+}
+
+/// A failed call. `counts`: StopExecution failures count against maxAttempts.
+fn failure(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &FnfError, counts: bool) -> (Action, &'static str) {
+    let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
+    if e.retryable() {
+        if counts && s.attempts >= max {
+            let msg = format!("gave up after {} attempts: {e}", s.attempts);
+            s.next_attempt_time = None;
+            set_phase(s, Phase::Failed, reason::RETRIES_EXHAUSTED, &msg, i.generation, i.now);
+            return (Action::Done, reason::RETRIES_EXHAUSTED);
+        }
+        let delay = backoff(i.policy, s.attempts.max(1), i.jitter);
+        let at = plus(i.now, delay);
+        s.next_attempt_time = Some(second_ceil(at));
+        let phase = if counts { Phase::Retrying } else { s.phase.unwrap_or(Phase::Stopping) };
+        set_phase(s, phase, reason::RETRYING, &format!("will retry: {e}"), i.generation, i.now);
+        return (Action::Wait(until(i.now, s.next_attempt_time.as_ref().expect("set").0).max(delay)), reason::RETRYING);
+    }
+    s.next_attempt_time = None;
+    s.pending_request_id = None;
+    let why = match e.category() {
+        "auth" => {
+            s.rejected_credentials_version = Some(i.credentials_version.unwrap_or("operator").to_string());
+            set_phase(s, Phase::Failed, reason::CREDENTIALS_REJECTED, &e.to_string(), i.generation, i.now);
+            return (Action::Wait(i.policy.credentials_recheck), reason::CREDENTIALS_REJECTED);
+        }
+        "not_found" => reason::NOT_FOUND,
+        _ => reason::INVALID_REQUEST,
+    };
+    set_phase(s, Phase::Failed, why, &e.to_string(), i.generation, i.now);
+    (Action::Done, why)
+}
+
+/// One event per change of phase or reason; none when nothing changed.
+fn transition_event(old: Option<Phase>, s: &ExecutionStopStatus, reason: &'static str, i: &Input<'_>) -> Option<Event> {
+    if reason.is_empty() {
+        return None;
+    }
+    let new = s.phase?;
+    let old_reason = i.status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.as_str());
+    if old == Some(new) && old_reason == Some(reason) && reason != reason::RETRYING {
+        return None;
+    }
+    let note = s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).unwrap_or_default();
+    let warning = matches!(new, Phase::Failed | Phase::Retrying) || reason == reason::CREDENTIALS_NOT_FOUND;
+    Some(Event { warning, reason, note })
+}

@@ -1,0 +1,105 @@
+//! Building status: conditions with stable transition times, errors, execution info.
+
+use crate::crd::{ExecutionInfo, ExecutionStopStatus, LastError, Phase};
+use crate::fnf::{Execution, FnfError};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use jiff::Timestamp;
+
+/// Reasons on the conditions: a fixed set, documented in the README.
+pub mod reason {
+    pub const PENDING: &str = "Pending";
+    pub const STOPPING: &str = "Stopping";
+    pub const CONFIRMING: &str = "Confirming";
+    pub const RETRYING: &str = "Retrying";
+    pub const STOPPED: &str = "Stopped";
+    pub const ALREADY_FINISHED: &str = "AlreadyFinished";
+    pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
+    pub const NOT_FOUND: &str = "NotFound";
+    pub const INVALID_REQUEST: &str = "InvalidRequest";
+    pub const RETRIES_EXHAUSTED: &str = "RetriesExhausted";
+}
+
+/// Times in status are whole seconds: that is what the API server gives back, and
+/// comparing our status with the stored one must not see a difference that is not there.
+pub fn second(t: Timestamp) -> Time {
+    Time(Timestamp::from_second(t.as_second()).expect("in range"))
+}
+
+/// Rounds up, for "not before" times.
+pub fn second_ceil(t: Timestamp) -> Time {
+    let s = t.as_second() + i64::from(t.subsec_nanosecond() > 0);
+    Time(Timestamp::from_second(s).expect("in range"))
+}
+
+fn set_condition(conds: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: &str, generation: i64, now: Timestamp) {
+    let status = if status { "True" } else { "False" };
+    let (old_time, old_status) = conds
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.last_transition_time.clone(), c.status.clone()))
+        .unzip();
+    let last_transition_time = match (old_time, old_status) {
+        (Some(t), Some(s)) if s == status => t,
+        _ => second(now),
+    };
+    conds.retain(|c| c.type_ != type_);
+    conds.push(Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: Some(generation),
+        last_transition_time,
+    });
+    conds.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+/// Sets phase and the three conditions from it.
+pub fn set_phase(s: &mut ExecutionStopStatus, phase: Phase, reason: &str, message: &str, generation: i64, now: Timestamp) {
+    s.phase = Some(phase);
+    s.observed_generation = Some(generation);
+    let ready = matches!(phase, Phase::Stopped | Phase::AlreadyFinished);
+    let stalled = phase == Phase::Failed;
+    set_condition(&mut s.conditions, "Ready", ready, reason, message, generation, now);
+    set_condition(&mut s.conditions, "Reconciling", !phase.is_final(), reason, message, generation, now);
+    set_condition(&mut s.conditions, "Stalled", stalled, reason, message, generation, now);
+}
+
+pub fn execution_info(e: &Execution) -> ExecutionInfo {
+    ExecutionInfo {
+        status: Some(e.status.as_str().to_string()),
+        started_time: e.started_time.clone(),
+        stopped_time: e.stopped_time.clone(),
+    }
+}
+
+/// The error as status shows it. Codes for non-API failures are ours and fixed.
+pub fn last_error(e: &FnfError) -> LastError {
+    let code = match e {
+        FnfError::Api { code, .. } => code.clone(),
+        FnfError::BadResponse { .. } => "BadResponse".into(),
+        FnfError::Timeout(_) => "Timeout".into(),
+        FnfError::Connect(_) => "ConnectionFailed".into(),
+        FnfError::Credentials(_) => "CredentialsError".into(),
+        FnfError::Invalid(_) => "InvalidRequest".into(),
+    };
+    let message = match e {
+        FnfError::Api { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    LastError {
+        code,
+        message: truncate(&message, 1024),
+        http_status: e.http_status(),
+        request_id: e.request_id().map(String::from),
+        retryable: e.retryable(),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
