@@ -51,6 +51,8 @@ pub enum Outcome<'a> {
     Nothing,
     /// The credentials could not be had (missing Secret or key, empty chain).
     NoCredentials(String),
+    /// The request cannot be made at all (e.g. no endpoint, or plain http off loopback).
+    Unusable(String),
     Stop(Result<&'a Execution, &'a FnfError>),
     Describe(Result<&'a Execution, &'a FnfError>),
 }
@@ -129,6 +131,18 @@ pub fn decide(i: &Input<'_>) -> Decision {
             // Poll slowly for a Secret that may never come: a quarter of the object's age.
             let age = until(i.created, i.now);
             (Action::Wait((age / 4).clamp(Duration::from_secs(2), Duration::from_secs(300))), reason::CREDENTIALS_NOT_FOUND)
+        }
+        Outcome::Unusable(message) => {
+            s.last_error = Some(LastError {
+                code: reason::INVALID_REQUEST.into(),
+                message: message.clone(),
+                http_status: None,
+                request_id: None,
+                retryable: false,
+            });
+            s.next_attempt_time = None;
+            set_phase(&mut s, Phase::Failed, reason::INVALID_REQUEST, message, i.generation, i.now);
+            (Action::Done, reason::INVALID_REQUEST)
         }
         Outcome::Stop(Ok(e)) => {
             s.pending_request_id = None;

@@ -289,3 +289,12 @@ fn transition_times_stay_put_unless_the_condition_flips() {
     let t_c = c.conditions.iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time.clone();
     assert_eq!(t_c, second(t("00:06")));
 }
+
+#[test]
+fn an_unusable_request_fails_without_a_call() {
+    let d = run(&ExecutionStopStatus::default(), Outcome::Unusable("no endpoint".into()), "00:00");
+    assert_eq!((d.status.phase, d.action.clone()), (Some(Phase::Failed), Action::Done));
+    assert_eq!(ready(&d.status), ("False", "InvalidRequest"));
+    assert_eq!(d.status.attempts, 0);
+    assert_eq!(d.status.last_error.unwrap().message, "no endpoint");
+}

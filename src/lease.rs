@@ -1,0 +1,134 @@
+//! Leader election with a coordination.k8s.io Lease, so two replicas can run and only
+//! one reconciles. Every write is a compare-and-swap on the Lease's resourceVersion.
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    /// How long a lease stays valid without renewal.
+    pub duration: Duration,
+    /// How often the holder renews (well inside `duration`).
+    pub renew_every: Duration,
+}
+
+/// Pure: may `identity` take (or keep) this lease at `now`?
+pub fn can_take(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> bool {
+    let Some(spec) = spec else { return true };
+    match spec.holder_identity.as_deref() {
+        None | Some("") => true,
+        Some(h) if h == identity => true,
+        Some(_) => {
+            let renewed = spec.renew_time.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH);
+            let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15));
+            now > renewed + jiff::SignedDuration::from_secs(secs)
+        }
+    }
+}
+
+/// One attempt to take or renew; true if we hold the lease afterwards.
+async fn try_hold(api: &Api<Lease>, c: &LeaseConfig) -> Result<bool, kube::Error> {
+    let now = Timestamp::now();
+    let current = api.get_opt(&c.name).await?;
+    if !can_take(current.as_ref().and_then(|l| l.spec.as_ref()), &c.identity, now) {
+        return Ok(false);
+    }
+    let old = current.as_ref().and_then(|l| l.spec.clone()).unwrap_or_default();
+    let ours = old.holder_identity.as_deref() == Some(c.identity.as_str());
+    let spec = LeaseSpec {
+        holder_identity: Some(c.identity.clone()),
+        lease_duration_seconds: Some(c.duration.as_secs() as i32),
+        acquire_time: if ours { old.acquire_time.clone() } else { Some(MicroTime(now)) },
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(old.lease_transitions.unwrap_or(0) + i32::from(!ours && current.is_some())),
+        ..Default::default()
+    };
+    let result = match current {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta { name: Some(c.name.clone()), ..Default::default() },
+                spec: Some(spec),
+            };
+            api.create(&PostParams::default(), &lease).await
+        }
+        Some(mut lease) => {
+            // resourceVersion stays set: a concurrent writer makes this fail with 409.
+            lease.spec = Some(spec);
+            api.replace(&c.name, &PostParams::default(), &lease).await
+        }
+    };
+    match result {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until this replica holds the lease.
+pub async fn acquire(client: &kube::Client, c: &LeaseConfig) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    loop {
+        match try_hold(&api, c).await {
+            Ok(true) => {
+                tracing::info!(lease = %c.name, identity = %c.identity, "became leader");
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot read or take the lease"),
+        }
+        tokio::time::sleep(c.renew_every).await;
+    }
+}
+
+/// Renews until it cannot; returns once leadership is lost (or may have been), which
+/// is before another replica can take over: we stop at `duration - renew_every`.
+pub async fn hold(client: &kube::Client, c: &LeaseConfig) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let mut last_ok = tokio::time::Instant::now();
+    let deadline = c.duration.saturating_sub(c.renew_every);
+    loop {
+        tokio::time::sleep(c.renew_every).await;
+        match tokio::time::timeout(c.renew_every, try_hold(&api, c)).await {
+            Ok(Ok(true)) => last_ok = tokio::time::Instant::now(),
+            Ok(Ok(false)) => {
+                tracing::error!("another replica holds the lease");
+                return;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
+            Err(_) => tracing::warn!("lease renewal timed out"),
+        }
+        if last_ok.elapsed() >= deadline {
+            tracing::error!("could not renew the lease in time");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(holder: &str, renewed: &str) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.into()),
+            renew_time: Some(MicroTime(renewed.parse().unwrap())),
+            lease_duration_seconds: Some(15),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn who_may_take_the_lease() {
+        let now: Timestamp = "2024-01-01T00:00:20Z".parse().unwrap();
+        assert!(can_take(None, "a", now));
+        assert!(can_take(Some(&spec("a", "2024-01-01T00:00:19Z")), "a", now), "our own");
+        assert!(!can_take(Some(&spec("b", "2024-01-01T00:00:10Z")), "a", now), "b renewed 10 s ago");
+        assert!(can_take(Some(&spec("b", "2024-01-01T00:00:04Z")), "a", now), "b expired");
+    }
+}

@@ -1,0 +1,214 @@
+//! `flowstop run`: the operator. Flags are parsed once here and passed down as values.
+
+use crate::crd::ExecutionStop;
+use crate::decide::Policy;
+use crate::fnf::{self, Endpoint, Provider};
+use crate::lease::{self, LeaseConfig};
+use crate::ratelimit::{Limit, RateLimiter};
+use crate::reconcile::{self, Context};
+use crate::telemetry::{self, Metrics};
+use anyhow::Context as _;
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, controller, watcher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespaces to watch (repeat or comma-separate); all namespaces when empty
+    #[arg(long = "namespace", env = "FLOWSTOP_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Default region for objects that set neither regionId nor endpoint
+    #[arg(long, env = "ALIBABA_CLOUD_REGION_ID")]
+    pub region: Option<String>,
+    /// Default endpoint URL for objects that set neither regionId nor endpoint
+    #[arg(long, env = "FLOWSTOP_ENDPOINT", conflicts_with = "region")]
+    pub endpoint: Option<String>,
+    /// Allow plain-http endpoints that are not on loopback
+    #[arg(long, env = "FLOWSTOP_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
+    /// Objects reconciled at the same time
+    #[arg(long, env = "FLOWSTOP_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: u16,
+    /// StopExecution calls per second per endpoint and AccessKeyId (the service allows 2)
+    #[arg(long, env = "FLOWSTOP_STOP_RATE", default_value_t = 2.0)]
+    pub stop_rate: f64,
+    /// StopExecution burst per endpoint and AccessKeyId (the service allows 10)
+    #[arg(long, env = "FLOWSTOP_STOP_BURST", default_value_t = 10.0)]
+    pub stop_burst: f64,
+    /// DescribeExecution calls per second (the service allows 5, burst 50)
+    #[arg(long, env = "FLOWSTOP_DESCRIBE_RATE", default_value_t = 5.0)]
+    pub describe_rate: f64,
+    #[arg(long, env = "FLOWSTOP_DESCRIBE_BURST", default_value_t = 50.0)]
+    pub describe_burst: f64,
+    /// Attempts for objects that do not set maxAttempts
+    #[arg(long, env = "FLOWSTOP_MAX_ATTEMPTS", default_value_t = 10)]
+    pub max_attempts: u32,
+    /// First retry delay, in milliseconds (doubles per attempt, with full jitter)
+    #[arg(long, env = "FLOWSTOP_BACKOFF_BASE_MS", default_value_t = 1000)]
+    pub backoff_base_ms: u64,
+    /// Longest retry delay, in milliseconds
+    #[arg(long, env = "FLOWSTOP_BACKOFF_MAX_MS", default_value_t = 60_000)]
+    pub backoff_max_ms: u64,
+    /// Total time for one fnf call, in seconds
+    #[arg(long, env = "FLOWSTOP_CALL_TIMEOUT", default_value_t = 10)]
+    pub call_timeout: u64,
+    /// Long-poll of DescribeExecution when confirming a stop, in seconds (0–60)
+    #[arg(long, env = "FLOWSTOP_DESCRIBE_WAIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=60))]
+    pub describe_wait: u32,
+    /// Address of /metrics, /healthz and /readyz
+    #[arg(long, env = "FLOWSTOP_METRICS_ADDR", default_value = "127.0.0.1:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Elect a leader with a Lease, so several replicas can run
+    #[arg(long, env = "FLOWSTOP_LEADER_ELECTION")]
+    pub leader_election: bool,
+    #[arg(long, env = "FLOWSTOP_LEASE_NAME", default_value = "flowstop")]
+    pub lease_name: String,
+    /// Namespace of the Lease (in a cluster: the operator's own)
+    #[arg(long, env = "POD_NAMESPACE", default_value = "flowstop-system")]
+    pub lease_namespace: String,
+    /// This replica's name in the Lease and in Events
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    #[arg(long, env = "FLOWSTOP_LEASE_SECONDS", default_value_t = 15)]
+    pub lease_seconds: u64,
+    /// Log format: text or json
+    #[arg(long, env = "FLOWSTOP_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let RunArgs {
+        namespaces,
+        region,
+        endpoint,
+        allow_insecure_http,
+        concurrency,
+        stop_rate,
+        stop_burst,
+        describe_rate,
+        describe_burst,
+        max_attempts,
+        backoff_base_ms,
+        backoff_max_ms,
+        call_timeout,
+        describe_wait,
+        metrics_addr,
+        leader_election,
+        lease_name,
+        lease_namespace,
+        identity,
+        lease_seconds,
+        log_format: _,
+    } = args;
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let identity = identity.unwrap_or_else(|| format!("flowstop-{:08x}", rand::random::<u32>()));
+    let default_endpoint = match (endpoint, region) {
+        (Some(url), _) => Some(Endpoint::url(&url, allow_insecure_http)?),
+        (None, Some(region)) => Some(Endpoint::region(&region, false)?),
+        (None, None) => None,
+    };
+    let timeout = Duration::from_secs(call_timeout);
+    let http = fnf::http_client(Duration::from_secs(5).min(timeout), timeout);
+    let operator_credentials = Provider::from_env(|k| std::env::var(k).ok(), http.clone()).map_err(|e| e.to_string());
+    let metrics = Arc::new(Metrics::default());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        fnf: Arc::new(fnf::Client::new(http, timeout)),
+        default_endpoint,
+        allow_insecure_http,
+        operator_credentials,
+        policy: Policy {
+            max_attempts,
+            backoff_base: Duration::from_millis(backoff_base_ms),
+            backoff_max: Duration::from_millis(backoff_max_ms),
+            describe_wait,
+            ..Policy::default()
+        },
+        stop_limiter: RateLimiter::new(Limit { burst: stop_burst, per_second: stop_rate }),
+        describe_limiter: RateLimiter::new(Limit { burst: describe_burst, per_second: describe_rate }),
+        metrics: metrics.clone(),
+        recorder: Recorder::new(client.clone(), Reporter { controller: "flowstop".into(), instance: Some(identity.clone()) }),
+    });
+
+    let listener = tokio::net::TcpListener::bind(metrics_addr).await.context("binding the metrics address")?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(axum::serve(listener, telemetry::router(metrics.clone())).into_future());
+
+    let lease = LeaseConfig {
+        name: lease_name,
+        namespace: lease_namespace,
+        identity,
+        duration: Duration::from_secs(lease_seconds),
+        renew_every: Duration::from_secs((lease_seconds / 3).max(1)),
+    };
+    if leader_election {
+        lease::acquire(&client, &lease).await;
+    }
+    let lost = {
+        let (client, lease) = (client.clone(), lease.clone());
+        async move {
+            if leader_election {
+                lease::hold(&client, &lease).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let shutdown = futures::future::select(Box::pin(lost), Box::pin(shutdown_signal()));
+    let shutdown = futures::FutureExt::shared(async move {
+        if let futures::future::Either::Left(_) = shutdown.await {
+            return true;
+        }
+        false
+    });
+    let apis: Vec<Api<ExecutionStop>> = if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+    };
+    let mut runs = vec![];
+    let mut stores = vec![];
+    for api in apis {
+        let c = Controller::new(api, watcher::Config::default().any_semantic());
+        stores.push(c.store());
+        let shutdown = shutdown.clone();
+        let run = c
+            .with_config(controller::Config::default().concurrency(concurrency))
+            .graceful_shutdown_on(async move {
+                shutdown.await;
+            })
+            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "controller");
+                }
+            });
+        runs.push(run);
+    }
+    tokio::spawn(async move {
+        for s in stores {
+            let _ = s.wait_until_ready().await;
+        }
+        metrics.ready.store(true, Ordering::Relaxed);
+        tracing::info!("watches synced; ready");
+    });
+    futures::future::join_all(runs).await;
+    if shutdown.await {
+        anyhow::bail!("lost leadership; exiting so a fresh replica can stand by");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
