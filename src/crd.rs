@@ -19,13 +19,13 @@ use serde::{Deserialize, Serialize};
     category = "flowstop",
     status = "ExecutionStopStatus",
     doc = "A request to stop one Alibaba Cloud Serverless Workflow execution, and its outcome.",
-    printcolumn(name = "Flow", type_ = "string", json_path = ".spec.flowName"),
-    printcolumn(name = "Execution", type_ = "string", json_path = ".spec.executionName"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Execution Status", type_ = "string", json_path = ".status.execution.status"),
-    printcolumn(name = "Attempts", type_ = "integer", json_path = ".status.attempts"),
-    printcolumn(name = "Error", type_ = "string", json_path = ".status.lastError.code"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Flow", "type": "string", "jsonPath": ".spec.flowName"}"#,
+    printcolumn = r#"{"name": "Execution", "type": "string", "jsonPath": ".spec.executionName"}"#,
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Execution Status", "type": "string", "jsonPath": ".status.execution.status"}"#,
+    printcolumn = r#"{"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"}"#,
+    printcolumn = r#"{"name": "Error", "type": "string", "jsonPath": ".status.lastError.code"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message(
     "spec is immutable: create a new ExecutionStop to stop another execution or change the request"
@@ -37,10 +37,16 @@ use serde::{Deserialize, Serialize};
 pub struct ExecutionStopSpec {
     /// Name of the flow (FlowName): letters, digits, `_` and `-`, starting with a letter
     /// or `_`, at most 128 characters.
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
+    )]
     pub flow_name: String,
     /// Name of the execution to stop (ExecutionName); same rules as flowName.
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
+    )]
     pub execution_name: String,
     /// Why the execution is stopped (Cause), 1 to 4096 characters. Recorded on the execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,7 +59,10 @@ pub struct ExecutionStopSpec {
     /// Region of the flow, e.g. cn-hangzhou; calls go to https://<regionId>.fnf.aliyuncs.com.
     /// Without it (and without endpoint) the operator's default applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    )]
     pub region_id: Option<String>,
     /// Explicit API endpoint URL (https, or http on loopback), instead of regionId.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,4 +212,17 @@ fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
     serde_yaml::to_string(&ExecutionStop::crd()).expect("the CRD serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    /// `crds/` is generated from the types; regenerate with `flowstop crd > crds/executionstop.yaml`.
+    #[test]
+    fn checked_in_crd_matches_the_types() {
+        let checked_in = include_str!("../crds/executionstop.yaml");
+        assert!(
+            super::crd_yaml() == checked_in,
+            "crds/executionstop.yaml is stale: run `cargo run -- crd > crds/executionstop.yaml`"
+        );
+    }
 }

@@ -25,7 +25,11 @@ pub fn can_take(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> boo
         None | Some("") => true,
         Some(h) if h == identity => true,
         Some(_) => {
-            let renewed = spec.renew_time.as_ref().map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH);
+            let renewed = spec
+                .renew_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(Timestamp::UNIX_EPOCH);
             let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15));
             now > renewed + jiff::SignedDuration::from_secs(secs)
         }
@@ -36,23 +40,39 @@ pub fn can_take(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> boo
 async fn try_hold(api: &Api<Lease>, c: &LeaseConfig) -> Result<bool, kube::Error> {
     let now = Timestamp::now();
     let current = api.get_opt(&c.name).await?;
-    if !can_take(current.as_ref().and_then(|l| l.spec.as_ref()), &c.identity, now) {
+    if !can_take(
+        current.as_ref().and_then(|l| l.spec.as_ref()),
+        &c.identity,
+        now,
+    ) {
         return Ok(false);
     }
-    let old = current.as_ref().and_then(|l| l.spec.clone()).unwrap_or_default();
+    let old = current
+        .as_ref()
+        .and_then(|l| l.spec.clone())
+        .unwrap_or_default();
     let ours = old.holder_identity.as_deref() == Some(c.identity.as_str());
     let spec = LeaseSpec {
         holder_identity: Some(c.identity.clone()),
         lease_duration_seconds: Some(c.duration.as_secs() as i32),
-        acquire_time: if ours { old.acquire_time.clone() } else { Some(MicroTime(now)) },
+        acquire_time: if ours {
+            old.acquire_time.clone()
+        } else {
+            Some(MicroTime(now))
+        },
         renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(old.lease_transitions.unwrap_or(0) + i32::from(!ours && current.is_some())),
+        lease_transitions: Some(
+            old.lease_transitions.unwrap_or(0) + i32::from(!ours && current.is_some()),
+        ),
         ..Default::default()
     };
     let result = match current {
         None => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(c.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(c.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(spec),
             };
             api.create(&PostParams::default(), &lease).await
@@ -127,8 +147,17 @@ mod tests {
     fn who_may_take_the_lease() {
         let now: Timestamp = "2024-01-01T00:00:20Z".parse().unwrap();
         assert!(can_take(None, "a", now));
-        assert!(can_take(Some(&spec("a", "2024-01-01T00:00:19Z")), "a", now), "our own");
-        assert!(!can_take(Some(&spec("b", "2024-01-01T00:00:10Z")), "a", now), "b renewed 10 s ago");
-        assert!(can_take(Some(&spec("b", "2024-01-01T00:00:04Z")), "a", now), "b expired");
+        assert!(
+            can_take(Some(&spec("a", "2024-01-01T00:00:19Z")), "a", now),
+            "our own"
+        );
+        assert!(
+            !can_take(Some(&spec("b", "2024-01-01T00:00:10Z")), "a", now),
+            "b renewed 10 s ago"
+        );
+        assert!(
+            can_take(Some(&spec("b", "2024-01-01T00:00:04Z")), "a", now),
+            "b expired"
+        );
     }
 }

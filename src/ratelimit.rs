@@ -28,20 +28,29 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(limit: Limit) -> Self {
-        Self { limit, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// How long the caller must wait before its call, having reserved a slot.
     pub fn reserve(&self, key: &str, now: Instant) -> Duration {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = buckets
-            .entry(key.to_string())
-            .or_insert(Bucket { tokens: self.limit.burst, rate: self.limit.per_second, last: now });
+        let b = buckets.entry(key.to_string()).or_insert(Bucket {
+            tokens: self.limit.burst,
+            rate: self.limit.per_second,
+            last: now,
+        });
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * b.rate).min(self.limit.burst);
         b.last = now;
         b.tokens -= 1.0;
-        if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / b.rate) }
+        if b.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.tokens / b.rate)
+        }
     }
 
     /// Waits for a slot; returns how long it waited.
@@ -71,7 +80,11 @@ impl RateLimiter {
     }
 
     pub fn rate(&self, key: &str) -> Option<f64> {
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).get(key).map(|b| b.rate)
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .map(|b| b.rate)
     }
 }
 
@@ -81,7 +94,10 @@ mod tests {
 
     #[test]
     fn burst_then_steady_rate_in_order() {
-        let l = RateLimiter::new(Limit { burst: 10.0, per_second: 2.0 });
+        let l = RateLimiter::new(Limit {
+            burst: 10.0,
+            per_second: 2.0,
+        });
         let t0 = Instant::now();
         let waits: Vec<Duration> = (0..13).map(|_| l.reserve("k", t0)).collect();
         assert!(waits[..10].iter().all(|w| w.is_zero()));
@@ -93,7 +109,10 @@ mod tests {
 
     #[test]
     fn throttling_halves_the_rate_and_success_restores_it() {
-        let l = RateLimiter::new(Limit { burst: 1.0, per_second: 2.0 });
+        let l = RateLimiter::new(Limit {
+            burst: 1.0,
+            per_second: 2.0,
+        });
         let t0 = Instant::now();
         l.reserve("k", t0);
         l.throttled("k");

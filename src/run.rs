@@ -105,7 +105,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         lease_seconds,
         log_format: _,
     } = args;
-    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes")?;
     let identity = identity.unwrap_or_else(|| format!("flowstop-{:08x}", rand::random::<u32>()));
     let default_endpoint = match (endpoint, region) {
         (Some(url), _) => Some(Endpoint::url(&url, allow_insecure_http)?),
@@ -114,7 +116,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let timeout = Duration::from_secs(call_timeout);
     let http = fnf::http_client(Duration::from_secs(5).min(timeout), timeout);
-    let operator_credentials = Provider::from_env(|k| std::env::var(k).ok(), http.clone()).map_err(|e| e.to_string());
+    let operator_credentials =
+        Provider::from_env(|k| std::env::var(k).ok(), http.clone()).map_err(|e| e.to_string());
     let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -129,13 +132,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             describe_wait,
             ..Policy::default()
         },
-        stop_limiter: RateLimiter::new(Limit { burst: stop_burst, per_second: stop_rate }),
-        describe_limiter: RateLimiter::new(Limit { burst: describe_burst, per_second: describe_rate }),
+        stop_limiter: RateLimiter::new(Limit {
+            burst: stop_burst,
+            per_second: stop_rate,
+        }),
+        describe_limiter: RateLimiter::new(Limit {
+            burst: describe_burst,
+            per_second: describe_rate,
+        }),
         metrics: metrics.clone(),
-        recorder: Recorder::new(client.clone(), Reporter { controller: "flowstop".into(), instance: Some(identity.clone()) }),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "flowstop".into(),
+                instance: Some(identity.clone()),
+            },
+        ),
     });
 
-    let listener = tokio::net::TcpListener::bind(metrics_addr).await.context("binding the metrics address")?;
+    let listener = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .context("binding the metrics address")?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     tokio::spawn(axum::serve(listener, telemetry::router(metrics.clone())).into_future());
 
@@ -169,7 +186,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let apis: Vec<Api<ExecutionStop>> = if namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
-        namespaces.iter().map(|ns| Api::namespaced(client.clone(), ns)).collect()
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
     };
     let mut runs = vec![];
     let mut stores = vec![];
@@ -192,7 +212,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tokio::spawn(async move {
         for s in stores {
-            let _ = s.wait_until_ready().await;
+            // The store's readiness signal wakes only its most recent waiter, and the
+            // controller waits on it too: poll again now and then instead of once.
+            while tokio::time::timeout(Duration::from_millis(100), s.wait_until_ready())
+                .await
+                .is_err()
+            {}
         }
         metrics.ready.store(true, Ordering::Relaxed);
         tracing::info!("watches synced; ready");
@@ -205,7 +230,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -16,9 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub fn init_logs(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
-    if format == "json" { fmt.json().init() } else { fmt.init() }
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if format == "json" {
+        fmt.json().init()
+    } else {
+        fmt.init()
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,18 +68,40 @@ impl Default for Metrics {
         let reconciles = Family::<OutcomeLabel, Counter>::default();
         let calls = Family::<CallLabels, Counter>::default();
         let latency = Family::<ActionLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ])
         });
         let retries = Counter::default();
         let objects = Family::<PhaseLabel, Gauge>::default();
         let limiter_wait_micros = Counter::default();
         let status_writes = Counter::default();
-        registry.register("status_writes", "Status patches sent to the API server", status_writes.clone());
+        registry.register(
+            "status_writes",
+            "Status patches sent to the API server",
+            status_writes.clone(),
+        );
         registry.register("reconciles", "Reconciles by outcome", reconciles.clone());
-        registry.register("fnf_calls", "fnf API calls by action and outcome (ok or error category)", calls.clone());
-        registry.register("fnf_call_duration_seconds", "fnf API call latency", latency.clone());
-        registry.register("retries", "Retries scheduled after retryable errors", retries.clone());
-        registry.register("objects", "ExecutionStops by phase, as last seen", objects.clone());
+        registry.register(
+            "fnf_calls",
+            "fnf API calls by action and outcome (ok or error category)",
+            calls.clone(),
+        );
+        registry.register(
+            "fnf_call_duration_seconds",
+            "fnf API call latency",
+            latency.clone(),
+        );
+        registry.register(
+            "retries",
+            "Retries scheduled after retryable errors",
+            retries.clone(),
+        );
+        registry.register(
+            "objects",
+            "ExecutionStops by phase, as last seen",
+            objects.clone(),
+        );
         registry.register(
             "rate_limiter_wait_microseconds",
             "Time spent waiting for the client-side fnf rate limiter",
@@ -95,12 +124,25 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn reconciled(&self, outcome: &str) {
-        self.reconciles.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+        self.reconciles
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn call(&self, action: &str, outcome: &str, seconds: f64) {
-        self.calls.get_or_create(&CallLabels { action: action.into(), outcome: outcome.into() }).inc();
-        self.latency.get_or_create(&ActionLabel { action: action.into() }).observe(seconds);
+        self.calls
+            .get_or_create(&CallLabels {
+                action: action.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&ActionLabel {
+                action: action.into(),
+            })
+            .observe(seconds);
     }
 
     pub fn retry(&self) {
@@ -126,16 +168,25 @@ impl Metrics {
             return;
         }
         if let Some(o) = old {
-            self.objects.get_or_create(&PhaseLabel { phase: o.as_str().into() }).dec();
+            self.objects
+                .get_or_create(&PhaseLabel {
+                    phase: o.as_str().into(),
+                })
+                .dec();
         }
         if let Some(p) = phase {
-            self.objects.get_or_create(&PhaseLabel { phase: p.as_str().into() }).inc();
+            self.objects
+                .get_or_create(&PhaseLabel {
+                    phase: p.as_str().into(),
+                })
+                .inc();
         }
     }
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }
@@ -143,7 +194,10 @@ impl Metrics {
 /// `/metrics`, `/healthz`, `/readyz` (ready once the watches have synced).
 pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
-        .route("/metrics", get(|State(m): State<Arc<Metrics>>| async move { m.encode() }))
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move { m.encode() }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -170,8 +224,17 @@ mod tests {
         m.phase("a", Some(Phase::Stopped));
         m.call("StopExecution", "ok", 0.01);
         let text = m.encode();
-        assert!(text.contains(r#"flowstop_objects{phase="Stopping"} 1"#), "{text}");
-        assert!(text.contains(r#"flowstop_objects{phase="Stopped"} 1"#), "{text}");
-        assert!(text.contains(r#"flowstop_fnf_calls_total{action="StopExecution",outcome="ok"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"flowstop_objects{phase="Stopping"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"flowstop_objects{phase="Stopped"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"flowstop_fnf_calls_total{action="StopExecution",outcome="ok"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -101,9 +101,12 @@ pub struct Decision {
 
 /// Full-jitter exponential backoff after `attempts` failed attempts.
 pub fn backoff(policy: &Policy, attempts: u32, jitter: f64) -> Duration {
-    let exp = policy.backoff_base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+    let exp = policy
+        .backoff_base
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
     let cap = exp.min(policy.backoff_max);
-    cap.mul_f64(jitter.clamp(0.0, 1.0)).max(Duration::from_millis(100))
+    cap.mul_f64(jitter.clamp(0.0, 1.0))
+        .max(Duration::from_millis(100))
 }
 
 fn until(now: Timestamp, t: Timestamp) -> Duration {
@@ -127,10 +130,20 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 request_id: None,
                 retryable: true,
             });
-            set_phase(&mut s, Phase::Pending, reason::CREDENTIALS_NOT_FOUND, message, i.generation, i.now);
+            set_phase(
+                &mut s,
+                Phase::Pending,
+                reason::CREDENTIALS_NOT_FOUND,
+                message,
+                i.generation,
+                i.now,
+            );
             // Poll slowly for a Secret that may never come: a quarter of the object's age.
             let age = until(i.created, i.now);
-            (Action::Wait((age / 4).clamp(Duration::from_secs(2), Duration::from_secs(300))), reason::CREDENTIALS_NOT_FOUND)
+            (
+                Action::Wait((age / 4).clamp(Duration::from_secs(2), Duration::from_secs(300))),
+                reason::CREDENTIALS_NOT_FOUND,
+            )
         }
         Outcome::Unusable(message) => {
             s.last_error = Some(LastError {
@@ -141,7 +154,14 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 retryable: false,
             });
             s.next_attempt_time = None;
-            set_phase(&mut s, Phase::Failed, reason::INVALID_REQUEST, message, i.generation, i.now);
+            set_phase(
+                &mut s,
+                Phase::Failed,
+                reason::INVALID_REQUEST,
+                message,
+                i.generation,
+                i.now,
+            );
             (Action::Done, reason::INVALID_REQUEST)
         }
         Outcome::Stop(Ok(e)) => {
@@ -151,22 +171,51 @@ pub fn decide(i: &Input<'_>) -> Decision {
             s.last_error = None;
             s.next_attempt_time = None;
             if e.status == ExecutionStatus::Stopped {
-                let msg = format!("execution {} of flow {} stopped", i.spec.execution_name, i.spec.flow_name);
-                set_phase(&mut s, Phase::Stopped, reason::STOPPED, &msg, i.generation, i.now);
+                let msg = format!(
+                    "execution {} of flow {} stopped",
+                    i.spec.execution_name, i.spec.flow_name
+                );
+                set_phase(
+                    &mut s,
+                    Phase::Stopped,
+                    reason::STOPPED,
+                    &msg,
+                    i.generation,
+                    i.now,
+                );
                 (Action::Done, reason::STOPPED)
             } else if e.status.is_final() {
                 finished(i, &mut s, e)
             } else {
                 let msg = format!("StopExecution accepted (status {}); confirming", e.status);
-                set_phase(&mut s, Phase::Stopping, reason::CONFIRMING, &msg, i.generation, i.now);
-                (Action::Describe { wait_seconds: i.policy.describe_wait }, reason::CONFIRMING)
+                set_phase(
+                    &mut s,
+                    Phase::Stopping,
+                    reason::CONFIRMING,
+                    &msg,
+                    i.generation,
+                    i.now,
+                );
+                (
+                    Action::Describe {
+                        wait_seconds: i.policy.describe_wait,
+                    },
+                    reason::CONFIRMING,
+                )
             }
         }
         Outcome::Stop(Err(e)) => {
             s.pending_request_id = None;
             s.last_error = Some(last_error(e));
             if e.is_already_completed() {
-                set_phase(&mut s, Phase::Stopping, reason::CONFIRMING, "execution already completed; reading its final status", i.generation, i.now);
+                set_phase(
+                    &mut s,
+                    Phase::Stopping,
+                    reason::CONFIRMING,
+                    "execution already completed; reading its final status",
+                    i.generation,
+                    i.now,
+                );
                 (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
             } else {
                 failure(i, &mut s, e, true)
@@ -180,12 +229,24 @@ pub fn decide(i: &Input<'_>) -> Decision {
                     && (was_pending
                         || s.request_id.is_some()
                         || s.attempts > 1
-                        || s.last_error.as_ref().is_none_or(|l| l.code != "ExecutionAlreadyCompleted"));
+                        || s.last_error
+                            .as_ref()
+                            .is_none_or(|l| l.code != "ExecutionAlreadyCompleted"));
                 if ours {
                     s.last_error = None;
                     s.next_attempt_time = None;
-                    let msg = format!("execution {} of flow {} stopped", i.spec.execution_name, i.spec.flow_name);
-                    set_phase(&mut s, Phase::Stopped, reason::STOPPED, &msg, i.generation, i.now);
+                    let msg = format!(
+                        "execution {} of flow {} stopped",
+                        i.spec.execution_name, i.spec.flow_name
+                    );
+                    set_phase(
+                        &mut s,
+                        Phase::Stopped,
+                        reason::STOPPED,
+                        &msg,
+                        i.generation,
+                        i.now,
+                    );
                     (Action::Done, reason::STOPPED)
                 } else {
                     finished(i, &mut s, e)
@@ -194,11 +255,26 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 // After a restart: the recorded attempt did not stop it (or never went out).
                 next_step(i, &mut s)
             } else {
-                let since = s.last_attempt_time.as_ref().map_or(Duration::ZERO, |t| until(t.0, i.now));
+                let since = s
+                    .last_attempt_time
+                    .as_ref()
+                    .map_or(Duration::ZERO, |t| until(t.0, i.now));
                 if since < i.policy.confirm_window {
                     let msg = format!("waiting for the execution to stop (status {})", e.status);
-                    set_phase(&mut s, Phase::Stopping, reason::CONFIRMING, &msg, i.generation, i.now);
-                    (Action::Describe { wait_seconds: i.policy.describe_wait }, reason::CONFIRMING)
+                    set_phase(
+                        &mut s,
+                        Phase::Stopping,
+                        reason::CONFIRMING,
+                        &msg,
+                        i.generation,
+                        i.now,
+                    );
+                    (
+                        Action::Describe {
+                            wait_seconds: i.policy.describe_wait,
+                        },
+                        reason::CONFIRMING,
+                    )
                 } else {
                     s.request_id = None;
                     next_step(i, &mut s)
@@ -211,7 +287,11 @@ pub fn decide(i: &Input<'_>) -> Decision {
         }
     };
     let event = transition_event(old_phase, &s, reason_set, i);
-    Decision { action, status: s, event }
+    Decision {
+        action,
+        status: s,
+        event,
+    }
 }
 
 /// With nothing observed yet: what the current status calls for.
@@ -219,26 +299,40 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static st
     let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
     match s.phase {
         Some(Phase::Failed) if s.rejected_credentials_version.is_some() => {
-            let changed = i.credentials_version.is_some() && s.rejected_credentials_version.as_deref() != i.credentials_version;
+            let changed = i.credentials_version.is_some()
+                && s.rejected_credentials_version.as_deref() != i.credentials_version;
             let last = s.last_attempt_time.as_ref().map_or(i.now, |t| t.0);
             let retry_at = plus(last, i.policy.credentials_retry);
             if changed || i.now >= retry_at {
                 s.rejected_credentials_version = None;
                 return stop_attempt(i, s, true);
             }
-            (Action::Wait(until(i.now, retry_at).min(i.policy.credentials_recheck)), reason::CREDENTIALS_REJECTED)
+            (
+                Action::Wait(until(i.now, retry_at).min(i.policy.credentials_recheck)),
+                reason::CREDENTIALS_REJECTED,
+            )
         }
         Some(p) if p.is_final() => (Action::Done, ""),
         _ if s.pending_request_id.is_some() => {
             // An attempt was recorded but its outcome was not: it may have gone out.
             // Look before calling again.
             let msg = "confirming the outcome of an attempt in progress before trying again";
-            set_phase(s, Phase::Stopping, reason::CONFIRMING, msg, i.generation, i.now);
+            set_phase(
+                s,
+                Phase::Stopping,
+                reason::CONFIRMING,
+                msg,
+                i.generation,
+                i.now,
+            );
             (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
         }
-        Some(Phase::Stopping) if s.request_id.is_some() => {
-            (Action::Describe { wait_seconds: i.policy.describe_wait }, reason::CONFIRMING)
-        }
+        Some(Phase::Stopping) if s.request_id.is_some() => (
+            Action::Describe {
+                wait_seconds: i.policy.describe_wait,
+            },
+            reason::CONFIRMING,
+        ),
         _ => {
             if let Some(next) = &s.next_attempt_time {
                 if next.0 > i.now {
@@ -247,7 +341,14 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static st
             }
             if s.attempts >= max {
                 let msg = format!("gave up after {} attempts", s.attempts);
-                set_phase(s, Phase::Failed, reason::RETRIES_EXHAUSTED, &msg, i.generation, i.now);
+                set_phase(
+                    s,
+                    Phase::Failed,
+                    reason::RETRIES_EXHAUSTED,
+                    &msg,
+                    i.generation,
+                    i.now,
+                );
                 return (Action::Done, reason::RETRIES_EXHAUSTED);
             }
             stop_attempt(i, s, false)
@@ -266,41 +367,92 @@ fn stop_attempt(i: &Input<'_>, s: &mut ExecutionStopStatus, extra: bool) -> (Act
     s.last_attempt_time = Some(second(i.now));
     s.next_attempt_time = None;
     let msg = format!("calling StopExecution (attempt {})", s.attempts);
-    set_phase(s, Phase::Stopping, reason::STOPPING, &msg, i.generation, i.now);
+    set_phase(
+        s,
+        Phase::Stopping,
+        reason::STOPPING,
+        &msg,
+        i.generation,
+        i.now,
+    );
     (Action::Stop { request_id }, reason::STOPPING)
 }
 
 fn finished(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &Execution) -> (Action, &'static str) {
     s.next_attempt_time = None;
     let msg = format!("execution had already ended with status {}", e.status);
-    set_phase(s, Phase::AlreadyFinished, reason::ALREADY_FINISHED, &msg, i.generation, i.now);
+    set_phase(
+        s,
+        Phase::AlreadyFinished,
+        reason::ALREADY_FINISHED,
+        &msg,
+        i.generation,
+        i.now,
+    );
     (Action::Done, reason::ALREADY_FINISHED)
 }
 
 /// A failed call. `counts`: StopExecution failures count against maxAttempts.
-fn failure(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &FnfError, counts: bool) -> (Action, &'static str) {
+fn failure(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    e: &FnfError,
+    counts: bool,
+) -> (Action, &'static str) {
     let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
     if e.retryable() {
         if counts && s.attempts >= max {
             let msg = format!("gave up after {} attempts: {e}", s.attempts);
             s.next_attempt_time = None;
-            set_phase(s, Phase::Failed, reason::RETRIES_EXHAUSTED, &msg, i.generation, i.now);
+            set_phase(
+                s,
+                Phase::Failed,
+                reason::RETRIES_EXHAUSTED,
+                &msg,
+                i.generation,
+                i.now,
+            );
             return (Action::Done, reason::RETRIES_EXHAUSTED);
         }
         let delay = backoff(i.policy, s.attempts.max(1), i.jitter);
         let at = plus(i.now, delay);
         s.next_attempt_time = Some(second_ceil(at));
-        let phase = if counts { Phase::Retrying } else { s.phase.unwrap_or(Phase::Stopping) };
-        set_phase(s, phase, reason::RETRYING, &format!("will retry: {e}"), i.generation, i.now);
-        return (Action::Wait(until(i.now, s.next_attempt_time.as_ref().expect("set").0).max(delay)), reason::RETRYING);
+        let phase = if counts {
+            Phase::Retrying
+        } else {
+            s.phase.unwrap_or(Phase::Stopping)
+        };
+        set_phase(
+            s,
+            phase,
+            reason::RETRYING,
+            &format!("will retry: {e}"),
+            i.generation,
+            i.now,
+        );
+        return (
+            Action::Wait(until(i.now, s.next_attempt_time.as_ref().expect("set").0).max(delay)),
+            reason::RETRYING,
+        );
     }
     s.next_attempt_time = None;
     s.pending_request_id = None;
     let why = match e.category() {
         "auth" => {
-            s.rejected_credentials_version = Some(i.credentials_version.unwrap_or("operator").to_string());
-            set_phase(s, Phase::Failed, reason::CREDENTIALS_REJECTED, &e.to_string(), i.generation, i.now);
-            return (Action::Wait(i.policy.credentials_recheck), reason::CREDENTIALS_REJECTED);
+            s.rejected_credentials_version =
+                Some(i.credentials_version.unwrap_or("operator").to_string());
+            set_phase(
+                s,
+                Phase::Failed,
+                reason::CREDENTIALS_REJECTED,
+                &e.to_string(),
+                i.generation,
+                i.now,
+            );
+            return (
+                Action::Wait(i.policy.credentials_recheck),
+                reason::CREDENTIALS_REJECTED,
+            );
         }
         "not_found" => reason::NOT_FOUND,
         _ => reason::INVALID_REQUEST,
@@ -310,16 +462,36 @@ fn failure(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &FnfError, counts: boo
 }
 
 /// One event per change of phase or reason; none when nothing changed.
-fn transition_event(old: Option<Phase>, s: &ExecutionStopStatus, reason: &'static str, i: &Input<'_>) -> Option<Event> {
+fn transition_event(
+    old: Option<Phase>,
+    s: &ExecutionStopStatus,
+    reason: &'static str,
+    i: &Input<'_>,
+) -> Option<Event> {
     if reason.is_empty() {
         return None;
     }
     let new = s.phase?;
-    let old_reason = i.status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.reason.as_str());
+    let old_reason = i
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.reason.as_str());
     if old == Some(new) && old_reason == Some(reason) && reason != reason::RETRYING {
         return None;
     }
-    let note = s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).unwrap_or_default();
-    let warning = matches!(new, Phase::Failed | Phase::Retrying) || reason == reason::CREDENTIALS_NOT_FOUND;
-    Some(Event { warning, reason, note })
+    let note = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    let warning =
+        matches!(new, Phase::Failed | Phase::Retrying) || reason == reason::CREDENTIALS_NOT_FOUND;
+    Some(Event {
+        warning,
+        reason,
+        note,
+    })
 }

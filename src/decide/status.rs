@@ -2,8 +2,8 @@
 
 use crate::crd::{ExecutionInfo, ExecutionStopStatus, LastError, Phase};
 use crate::fnf::{Execution, FnfError};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// Reasons on the conditions: a fixed set, documented in the README.
 pub mod reason {
@@ -32,7 +32,15 @@ pub fn second_ceil(t: Timestamp) -> Time {
     Time(Timestamp::from_second(s).expect("in range"))
 }
 
-fn set_condition(conds: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: &str, generation: i64, now: Timestamp) {
+fn set_condition(
+    conds: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: Timestamp,
+) {
     let status = if status { "True" } else { "False" };
     let (old_time, old_status) = conds
         .iter()
@@ -56,14 +64,45 @@ fn set_condition(conds: &mut Vec<Condition>, type_: &str, status: bool, reason: 
 }
 
 /// Sets phase and the three conditions from it.
-pub fn set_phase(s: &mut ExecutionStopStatus, phase: Phase, reason: &str, message: &str, generation: i64, now: Timestamp) {
+pub fn set_phase(
+    s: &mut ExecutionStopStatus,
+    phase: Phase,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: Timestamp,
+) {
     s.phase = Some(phase);
     s.observed_generation = Some(generation);
     let ready = matches!(phase, Phase::Stopped | Phase::AlreadyFinished);
     let stalled = phase == Phase::Failed;
-    set_condition(&mut s.conditions, "Ready", ready, reason, message, generation, now);
-    set_condition(&mut s.conditions, "Reconciling", !phase.is_final(), reason, message, generation, now);
-    set_condition(&mut s.conditions, "Stalled", stalled, reason, message, generation, now);
+    set_condition(
+        &mut s.conditions,
+        "Ready",
+        ready,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut s.conditions,
+        "Reconciling",
+        !phase.is_final(),
+        reason,
+        message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut s.conditions,
+        "Stalled",
+        stalled,
+        reason,
+        message,
+        generation,
+        now,
+    );
 }
 
 pub fn execution_info(e: &Execution) -> ExecutionInfo {

@@ -25,7 +25,12 @@ fn exec(status: &str) -> Execution {
 }
 
 fn api(status: u16, code: &str) -> FnfError {
-    FnfError::Api { status, code: code.into(), message: "m".into(), request_id: Some("r".into()) }
+    FnfError::Api {
+        status,
+        code: code.into(),
+        message: "m".into(),
+        request_id: Some("r".into()),
+    }
 }
 
 /// Runs `decide` on `status` with `outcome` at `now`.
@@ -33,7 +38,12 @@ fn run(status: &ExecutionStopStatus, outcome: Outcome<'_>, now: &str) -> Decisio
     run_with(status, outcome, now, None)
 }
 
-fn run_with(status: &ExecutionStopStatus, outcome: Outcome<'_>, now: &str, creds: Option<&str>) -> Decision {
+fn run_with(
+    status: &ExecutionStopStatus,
+    outcome: Outcome<'_>,
+    now: &str,
+    creds: Option<&str>,
+) -> Decision {
     let spec = spec();
     let policy = Policy::default();
     decide(&Input {
@@ -70,31 +80,100 @@ fn attempted(n: u32) -> ExecutionStopStatus {
 #[test]
 fn a_new_object_records_attempt_one_before_calling() {
     let d = run(&ExecutionStopStatus::default(), Outcome::Nothing, "00:00");
-    assert_eq!(d.action, Action::Stop { request_id: "uid-1".into() });
+    assert_eq!(
+        d.action,
+        Action::Stop {
+            request_id: "uid-1".into()
+        }
+    );
     assert_eq!(d.status.phase, Some(Phase::Stopping));
     assert_eq!(d.status.attempts, 1);
     assert_eq!(d.status.pending_request_id.as_deref(), Some("uid-1"));
     assert_eq!(ready(&d.status), ("False", "Stopping"));
     assert_eq!(d.status.observed_generation, Some(1));
-    assert_eq!(d.event.as_ref().map(|e| (e.warning, e.reason)), Some((false, "Stopping")));
+    assert_eq!(
+        d.event.as_ref().map(|e| (e.warning, e.reason)),
+        Some((false, "Stopping"))
+    );
 }
 
 #[test]
 fn stop_answers() {
     let s = attempted(1);
-    let cases: Vec<(Result<Execution, FnfError>, Phase, Action, (&str, &str))> = vec![
-        (Ok(exec("Stopped")), Phase::Stopped, Action::Done, ("True", "Stopped")),
-        (Ok(exec("Succeeded")), Phase::AlreadyFinished, Action::Done, ("True", "AlreadyFinished")),
-        (Ok(exec("Running")), Phase::Stopping, Action::Describe { wait_seconds: 10 }, ("False", "Confirming")),
-        (Err(api(400, "ExecutionAlreadyCompleted")), Phase::Stopping, Action::Describe { wait_seconds: 0 }, ("False", "Confirming")),
-        (Err(api(404, "FlowNotExists")), Phase::Failed, Action::Done, ("False", "NotFound")),
-        (Err(api(404, "ExecutionNotExists")), Phase::Failed, Action::Done, ("False", "NotFound")),
-        (Err(api(400, "InvalidArgument")), Phase::Failed, Action::Done, ("False", "InvalidRequest")),
-        (Err(api(403, "SignatureNotMatch")), Phase::Failed, Action::Wait(Duration::from_secs(300)), ("False", "CredentialsRejected")),
-        (Err(api(500, "InternalServerError")), Phase::Retrying, Action::Wait(Duration::from_secs(1)), ("False", "Retrying")),
-        (Err(api(429, "ResourceThrottled")), Phase::Retrying, Action::Wait(Duration::from_secs(1)), ("False", "Retrying")),
-        (Err(api(409, "ConcurrentUpdateError")), Phase::Retrying, Action::Wait(Duration::from_secs(1)), ("False", "Retrying")),
-        (Err(FnfError::Timeout("t".into())), Phase::Retrying, Action::Wait(Duration::from_secs(1)), ("False", "Retrying")),
+    type Case = (Result<Execution, FnfError>, Phase, Action, (&'static str, &'static str));
+    let cases: Vec<Case> = vec![
+        (
+            Ok(exec("Stopped")),
+            Phase::Stopped,
+            Action::Done,
+            ("True", "Stopped"),
+        ),
+        (
+            Ok(exec("Succeeded")),
+            Phase::AlreadyFinished,
+            Action::Done,
+            ("True", "AlreadyFinished"),
+        ),
+        (
+            Ok(exec("Running")),
+            Phase::Stopping,
+            Action::Describe { wait_seconds: 10 },
+            ("False", "Confirming"),
+        ),
+        (
+            Err(api(400, "ExecutionAlreadyCompleted")),
+            Phase::Stopping,
+            Action::Describe { wait_seconds: 0 },
+            ("False", "Confirming"),
+        ),
+        (
+            Err(api(404, "FlowNotExists")),
+            Phase::Failed,
+            Action::Done,
+            ("False", "NotFound"),
+        ),
+        (
+            Err(api(404, "ExecutionNotExists")),
+            Phase::Failed,
+            Action::Done,
+            ("False", "NotFound"),
+        ),
+        (
+            Err(api(400, "InvalidArgument")),
+            Phase::Failed,
+            Action::Done,
+            ("False", "InvalidRequest"),
+        ),
+        (
+            Err(api(403, "SignatureNotMatch")),
+            Phase::Failed,
+            Action::Wait(Duration::from_secs(300)),
+            ("False", "CredentialsRejected"),
+        ),
+        (
+            Err(api(500, "InternalServerError")),
+            Phase::Retrying,
+            Action::Wait(Duration::from_secs(1)),
+            ("False", "Retrying"),
+        ),
+        (
+            Err(api(429, "ResourceThrottled")),
+            Phase::Retrying,
+            Action::Wait(Duration::from_secs(1)),
+            ("False", "Retrying"),
+        ),
+        (
+            Err(api(409, "ConcurrentUpdateError")),
+            Phase::Retrying,
+            Action::Wait(Duration::from_secs(1)),
+            ("False", "Retrying"),
+        ),
+        (
+            Err(FnfError::Timeout("t".into())),
+            Phase::Retrying,
+            Action::Wait(Duration::from_secs(1)),
+            ("False", "Retrying"),
+        ),
     ];
     for (result, phase, action, cond) in cases {
         let d = run(&s, Outcome::Stop(result.as_ref()), "00:00");
@@ -102,8 +181,17 @@ fn stop_answers() {
         assert_eq!(d.action, action, "{result:?}");
         assert_eq!(ready(&d.status), cond, "{result:?}");
         assert_eq!(d.status.pending_request_id, None, "{result:?}");
-        let stalled = d.status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
-        assert_eq!(stalled.status == "True", phase == Phase::Failed, "{result:?}");
+        let stalled = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Stalled")
+            .unwrap();
+        assert_eq!(
+            stalled.status == "True",
+            phase == Phase::Failed,
+            "{result:?}"
+        );
     }
 }
 
@@ -112,8 +200,20 @@ fn errors_land_in_status_with_code_message_status_and_request_id() {
     let e = api(404, "FlowNotExists");
     let d = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00");
     let l = d.status.last_error.unwrap();
-    assert_eq!((l.code.as_str(), l.message.as_str(), l.http_status, l.request_id.as_deref(), l.retryable), ("FlowNotExists", "m", Some(404), Some("r"), false));
-    assert_eq!(d.event.map(|e| (e.warning, e.reason)), Some((true, "NotFound")));
+    assert_eq!(
+        (
+            l.code.as_str(),
+            l.message.as_str(),
+            l.http_status,
+            l.request_id.as_deref(),
+            l.retryable
+        ),
+        ("FlowNotExists", "m", Some(404), Some("r"), false)
+    );
+    assert_eq!(
+        d.event.map(|e| (e.warning, e.reason)),
+        Some((true, "NotFound"))
+    );
 }
 
 #[test]
@@ -128,7 +228,12 @@ fn retries_wait_for_next_attempt_time_then_exhaust() {
     assert_eq!(early.event, None);
     // Due: attempt 2.
     let second_try = run(&d.status, Outcome::Nothing, "00:01");
-    assert_eq!(second_try.action, Action::Stop { request_id: "uid-2".into() });
+    assert_eq!(
+        second_try.action,
+        Action::Stop {
+            request_id: "uid-2".into()
+        }
+    );
     // Attempt 3 of 3 fails: give up.
     let mut s = attempted(3);
     s.pending_request_id = None;
@@ -146,19 +251,30 @@ fn backoff_grows_with_full_jitter_and_a_cap() {
     assert_eq!(backoff(&p, 3, 1.0), Duration::from_secs(4));
     assert_eq!(backoff(&p, 30, 1.0), Duration::from_secs(60));
     assert_eq!(backoff(&p, 3, 0.5), Duration::from_secs(2));
-    assert_eq!(backoff(&p, 3, 0.0), Duration::from_millis(100), "a floor keeps it from spinning");
+    assert_eq!(
+        backoff(&p, 3, 0.0),
+        Duration::from_millis(100),
+        "a floor keeps it from spinning"
+    );
 }
 
 #[test]
 fn already_completed_is_an_outcome_with_the_real_final_status() {
     let e = api(400, "ExecutionAlreadyCompleted");
     let d = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00");
-    for (final_status, phase) in [("Succeeded", Phase::AlreadyFinished), ("Failed", Phase::AlreadyFinished), ("Stopped", Phase::AlreadyFinished)] {
+    for (final_status, phase) in [
+        ("Succeeded", Phase::AlreadyFinished),
+        ("Failed", Phase::AlreadyFinished),
+        ("Stopped", Phase::AlreadyFinished),
+    ] {
         let ex = exec(final_status);
         let f = run(&d.status, Outcome::Describe(Ok(&ex)), "00:01");
         assert_eq!(f.status.phase, Some(phase), "{final_status}");
         assert_eq!(ready(&f.status), ("True", "AlreadyFinished"));
-        assert_eq!(f.status.execution.as_ref().unwrap().status.as_deref(), Some(final_status));
+        assert_eq!(
+            f.status.execution.as_ref().unwrap().status.as_deref(),
+            Some(final_status)
+        );
         assert_eq!(f.action, Action::Done);
     }
 }
@@ -188,7 +304,12 @@ fn a_running_answer_is_confirmed_by_describe() {
     assert_eq!(done.status.phase, Some(Phase::Stopped));
     // Confirming past the window: send the stop again.
     let late = run(&still.status, Outcome::Describe(Ok(&running)), "06:00");
-    assert_eq!(late.action, Action::Stop { request_id: "uid-2".into() });
+    assert_eq!(
+        late.action,
+        Action::Stop {
+            request_id: "uid-2".into()
+        }
+    );
 }
 
 #[test]
@@ -198,10 +319,20 @@ fn after_a_crash_the_recorded_attempt_is_confirmed_before_any_new_call() {
     assert_eq!(d.action, Action::Describe { wait_seconds: 0 });
     let stopped = exec("Stopped");
     let ok = run(&d.status, Outcome::Describe(Ok(&stopped)), "00:30");
-    assert_eq!(ok.status.phase, Some(Phase::Stopped), "the lost call had landed");
+    assert_eq!(
+        ok.status.phase,
+        Some(Phase::Stopped),
+        "the lost call had landed"
+    );
     let running = exec("Running");
     let again = run(&d.status, Outcome::Describe(Ok(&running)), "00:30");
-    assert_eq!(again.action, Action::Stop { request_id: "uid-2".into() }, "it had not: try again");
+    assert_eq!(
+        again.action,
+        Action::Stop {
+            request_id: "uid-2".into()
+        },
+        "it had not: try again"
+    );
     let succeeded = exec("Succeeded");
     let ended = run(&d.status, Outcome::Describe(Ok(&succeeded)), "00:30");
     assert_eq!(ended.status.phase, Some(Phase::AlreadyFinished));
@@ -221,29 +352,54 @@ fn final_phases_make_no_calls_and_no_writes() {
 
 #[test]
 fn lost_credentials_wait_without_calling_and_poll_slowly() {
-    let d = run(&ExecutionStopStatus::default(), Outcome::NoCredentials("Secret creds not found".into()), "00:00");
+    let d = run(
+        &ExecutionStopStatus::default(),
+        Outcome::NoCredentials("Secret creds not found".into()),
+        "00:00",
+    );
     assert_eq!(d.status.phase, Some(Phase::Pending));
     assert_eq!(ready(&d.status), ("False", "CredentialsNotFound"));
     assert_eq!(d.status.attempts, 0);
     assert_eq!(d.action, Action::Wait(Duration::from_secs(2)));
-    assert_eq!(d.status.last_error.as_ref().unwrap().code, "CredentialsNotFound");
-    let later = run(&d.status, Outcome::NoCredentials("Secret creds not found".into()), "40:00");
+    assert_eq!(
+        d.status.last_error.as_ref().unwrap().code,
+        "CredentialsNotFound"
+    );
+    let later = run(
+        &d.status,
+        Outcome::NoCredentials("Secret creds not found".into()),
+        "40:00",
+    );
     assert_eq!(later.action, Action::Wait(Duration::from_secs(300)));
     assert_eq!(later.event, None, "the same reason again is no new event");
     // Once the Secret is there: the first attempt.
     let go = run(&later.status, Outcome::Nothing, "40:01");
-    assert_eq!(go.action, Action::Stop { request_id: "uid-1".into() });
+    assert_eq!(
+        go.action,
+        Action::Stop {
+            request_id: "uid-1".into()
+        }
+    );
 }
 
 #[test]
 fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
     let e = api(403, "InvalidAccessKeyID");
     let d = run_with(&attempted(1), Outcome::Stop(Err(&e)), "00:00", Some("rv1"));
-    assert_eq!(d.status.rejected_credentials_version.as_deref(), Some("rv1"));
+    assert_eq!(
+        d.status.rejected_credentials_version.as_deref(),
+        Some("rv1")
+    );
     let same = run_with(&d.status, Outcome::Nothing, "10:00", Some("rv1"));
     assert_eq!(same.action, Action::Wait(Duration::from_secs(300)));
     let changed = run_with(&d.status, Outcome::Nothing, "10:00", Some("rv2"));
-    assert_eq!(changed.action, Action::Stop { request_id: "uid-1".into() }, "a retry that does not count");
+    assert_eq!(
+        changed.action,
+        Action::Stop {
+            request_id: "uid-1".into()
+        },
+        "a retry that does not count"
+    );
     assert_eq!(changed.status.rejected_credentials_version, None);
     let mut late_status = d.status.clone();
     late_status.last_attempt_time = Some(second(t("00:00")));
@@ -281,19 +437,44 @@ fn transition_times_stay_put_unless_the_condition_flips() {
     let e = api(500, "InternalServerError");
     let a = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00").status;
     let b = run(&a, Outcome::Nothing, "00:05").status; // attempt 2 recorded at 00:05
-    let t_a = a.conditions.iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time.clone();
-    let t_b = b.conditions.iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time.clone();
+    let t_a = a
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time
+        .clone();
+    let t_b = b
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time
+        .clone();
     assert_eq!(t_a, t_b, "Ready stayed False");
     let stopped = exec("Stopped");
     let c = run(&b, Outcome::Stop(Ok(&stopped)), "00:06").status;
-    let t_c = c.conditions.iter().find(|c| c.type_ == "Ready").unwrap().last_transition_time.clone();
+    let t_c = c
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time
+        .clone();
     assert_eq!(t_c, second(t("00:06")));
 }
 
 #[test]
 fn an_unusable_request_fails_without_a_call() {
-    let d = run(&ExecutionStopStatus::default(), Outcome::Unusable("no endpoint".into()), "00:00");
-    assert_eq!((d.status.phase, d.action.clone()), (Some(Phase::Failed), Action::Done));
+    let d = run(
+        &ExecutionStopStatus::default(),
+        Outcome::Unusable("no endpoint".into()),
+        "00:00",
+    );
+    assert_eq!(
+        (d.status.phase, d.action.clone()),
+        (Some(Phase::Failed), Action::Done)
+    );
     assert_eq!(ready(&d.status), ("False", "InvalidRequest"));
     assert_eq!(d.status.attempts, 0);
     assert_eq!(d.status.last_error.unwrap().message, "no endpoint");

@@ -12,7 +12,7 @@ mod rpc;
 mod state;
 mod sts;
 
-pub use config::Config;
+pub use config::{Config, parse_rule};
 
 use auth::{Keys, Nonces};
 use faults::Faults;

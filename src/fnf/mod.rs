@@ -17,7 +17,11 @@ use futures::future::BoxFuture;
 
 /// What the operator needs from the service; `Client` is the real one.
 pub trait FnfApi: Send + Sync {
-    fn stop<'a>(&'a self, account: &'a Account, req: &'a StopRequest) -> BoxFuture<'a, Result<Execution, FnfError>>;
+    fn stop<'a>(
+        &'a self,
+        account: &'a Account,
+        req: &'a StopRequest,
+    ) -> BoxFuture<'a, Result<Execution, FnfError>>;
     fn describe<'a>(
         &'a self,
         account: &'a Account,
@@ -28,7 +32,11 @@ pub trait FnfApi: Send + Sync {
 }
 
 impl FnfApi for Client {
-    fn stop<'a>(&'a self, account: &'a Account, req: &'a StopRequest) -> BoxFuture<'a, Result<Execution, FnfError>> {
+    fn stop<'a>(
+        &'a self,
+        account: &'a Account,
+        req: &'a StopRequest,
+    ) -> BoxFuture<'a, Result<Execution, FnfError>> {
         Box::pin(self.stop_execution(account, req))
     }
 

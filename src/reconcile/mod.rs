@@ -87,7 +87,11 @@ fn endpoint(spec: &ExecutionStopSpec, ctx: &Context) -> Result<Endpoint, String>
 
 /// Rate limits apply per endpoint and AccessKeyId, as the service's quotas do.
 fn limiter_key(account: &Account, class: &str) -> String {
-    format!("{}|{}|{class}", account.endpoint.base_url(), account.credentials.access_key_id)
+    format!(
+        "{}|{}|{class}",
+        account.endpoint.base_url(),
+        account.credentials.access_key_id
+    )
 }
 
 /// One object's pass.
@@ -108,7 +112,12 @@ impl Pass<'_> {
             status: &self.status,
             generation: self.obj.metadata.generation.unwrap_or(1),
             uid: self.obj.metadata.uid.as_deref().unwrap_or(""),
-            created: self.obj.metadata.creation_timestamp.as_ref().map_or_else(Timestamp::now, |t| t.0),
+            created: self
+                .obj
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or_else(Timestamp::now, |t| t.0),
             credentials_version: version,
             outcome: observed.outcome(),
             now: Timestamp::now(),
@@ -130,7 +139,15 @@ impl Pass<'_> {
             "status": status,
         });
         let name = self.obj.name_any();
-        match self.api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await {
+        match self
+            .api
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+        {
             Ok(o) => {
                 self.ctx.metrics.status_written();
                 self.resource_version = o.resource_version().unwrap_or_default();
@@ -146,13 +163,22 @@ impl Pass<'_> {
     async fn publish(&self, d: &Decision) {
         let Some(ev) = &d.event else { return };
         let event = Event {
-            type_: if ev.warning { EventType::Warning } else { EventType::Normal },
+            type_: if ev.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: ev.reason.into(),
             note: Some(ev.note.chars().take(1000).collect()),
             action: "StopExecution".into(),
             secondary: None,
         };
-        if let Err(e) = self.ctx.recorder.publish(&event, &self.obj.object_ref(&())).await {
+        if let Err(e) = self
+            .ctx
+            .recorder
+            .publish(&event, &self.obj.object_ref(&()))
+            .await
+        {
             tracing::warn!(error = %e, "cannot publish event");
         }
     }
@@ -166,9 +192,13 @@ impl Pass<'_> {
             Ok(e) => e,
             Err(m) => return Ok(Err(Observed::Unusable(m))),
         };
-        match credentials::find(&self.ctx.client, &self.ctx.operator_credentials, &self.obj).await? {
+        match credentials::find(&self.ctx.client, &self.ctx.operator_credentials, &self.obj).await?
+        {
             Found::Keys(credentials, version) => {
-                let account = Account { endpoint, credentials };
+                let account = Account {
+                    endpoint,
+                    credentials,
+                };
                 self.account = Some((account.clone(), version));
                 Ok(Ok(account))
             }
@@ -187,26 +217,53 @@ impl Pass<'_> {
         };
         let started = Instant::now();
         let result = self.ctx.fnf.stop(account, &req).await;
-        self.after_call("StopExecution", &key, &self.ctx.stop_limiter, &result, started);
+        self.after_call(
+            "StopExecution",
+            &key,
+            &self.ctx.stop_limiter,
+            &result,
+            started,
+        );
         Observed::Stop(result)
     }
 
     async fn call_describe(&self, account: &Account, wait: u32) -> Observed {
         let key = limiter_key(account, "describe");
-        self.ctx.metrics.waited(self.ctx.describe_limiter.acquire(&key).await);
+        self.ctx
+            .metrics
+            .waited(self.ctx.describe_limiter.acquire(&key).await);
         let started = Instant::now();
         let spec = &self.obj.spec;
-        let result = self.ctx.fnf.describe(account, &spec.flow_name, &spec.execution_name, wait).await;
-        self.after_call("DescribeExecution", &key, &self.ctx.describe_limiter, &result, started);
+        let result = self
+            .ctx
+            .fnf
+            .describe(account, &spec.flow_name, &spec.execution_name, wait)
+            .await;
+        self.after_call(
+            "DescribeExecution",
+            &key,
+            &self.ctx.describe_limiter,
+            &result,
+            started,
+        );
         Observed::Describe(result)
     }
 
-    fn after_call(&self, action: &str, key: &str, limiter: &RateLimiter, r: &Result<Execution, FnfError>, started: Instant) {
+    fn after_call(
+        &self,
+        action: &str,
+        key: &str,
+        limiter: &RateLimiter,
+        r: &Result<Execution, FnfError>,
+        started: Instant,
+    ) {
         let outcome = match r {
             Ok(_) => "ok",
             Err(e) => e.category(),
         };
-        self.ctx.metrics.call(action, outcome, started.elapsed().as_secs_f64());
+        self.ctx
+            .metrics
+            .call(action, outcome, started.elapsed().as_secs_f64());
         match r {
             Err(e) if e.category() == "throttled" => limiter.throttled(key),
             Ok(_) => limiter.succeeded(key),
@@ -217,13 +274,20 @@ impl Pass<'_> {
 }
 
 #[tracing::instrument(skip_all, fields(namespace = obj.namespace(), name = obj.name_any()))]
-pub async fn reconcile(obj: Arc<ExecutionStop>, ctx: Arc<Context>) -> Result<controller::Action, Error> {
+pub async fn reconcile(
+    obj: Arc<ExecutionStop>,
+    ctx: Arc<Context>,
+) -> Result<controller::Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ExecutionStop> = Api::namespaced(ctx.client.clone(), &ns);
     let mut obj = (*obj).clone();
     // The watch cache may lag our own last write: an attempt that looks in flight may be
     // finished already. Read it fresh before acting on it.
-    if obj.status.as_ref().is_some_and(|s| s.pending_request_id.is_some()) {
+    if obj
+        .status
+        .as_ref()
+        .is_some_and(|s| s.pending_request_id.is_some())
+    {
         match api.get_opt(&obj.name_any()).await? {
             Some(fresh) => obj = fresh,
             None => return Ok(controller::Action::await_change()),
@@ -247,15 +311,22 @@ pub async fn reconcile(obj: Arc<ExecutionStop>, ctx: Arc<Context>) -> Result<con
             Action::Wait(w) => Some(controller::Action::requeue(w)),
             // Enough calls for one pass: let other objects have a turn. A Stop is not
             // written here, since that would record an attempt that was not made.
-            Action::Describe { .. } if calls >= CALLS_PER_RECONCILE => Some(controller::Action::requeue(Duration::ZERO)),
-            Action::Stop { .. } if calls >= CALLS_PER_RECONCILE => return Ok(controller::Action::requeue(Duration::ZERO)),
+            Action::Describe { .. } if calls >= CALLS_PER_RECONCILE => {
+                Some(controller::Action::requeue(Duration::ZERO))
+            }
+            Action::Stop { .. } if calls >= CALLS_PER_RECONCILE => {
+                return Ok(controller::Action::requeue(Duration::ZERO));
+            }
             _ => None,
         };
         if let Some(requeue) = requeue {
             pass.write(&d.status).await?;
             pass.publish(&d).await;
             ctx.metrics.phase(&uid, pass.status.phase);
-            if d.event.as_ref().is_some_and(|e| e.reason == crate::decide::reason::RETRYING) {
+            if d.event
+                .as_ref()
+                .is_some_and(|e| e.reason == crate::decide::reason::RETRYING)
+            {
                 ctx.metrics.retry();
             }
             ctx.metrics.reconciled("ok");
@@ -271,10 +342,16 @@ pub async fn reconcile(obj: Arc<ExecutionStop>, ctx: Arc<Context>) -> Result<con
         };
         observed = match d.action {
             Action::Stop { .. } => {
-                ctx.metrics.waited(ctx.stop_limiter.acquire(&limiter_key(&account, "stop")).await);
+                ctx.metrics.waited(
+                    ctx.stop_limiter
+                        .acquire(&limiter_key(&account, "stop"))
+                        .await,
+                );
                 // Decide again after the wait, so the recorded attempt time is the real one.
                 let d = pass.decide(&Observed::Nothing);
-                let Action::Stop { request_id } = d.action.clone() else { continue };
+                let Action::Stop { request_id } = d.action.clone() else {
+                    continue;
+                };
                 // The attempt is on record before the call goes out.
                 pass.write(&d.status).await?;
                 pass.publish(&d).await;
@@ -286,7 +363,11 @@ pub async fn reconcile(obj: Arc<ExecutionStop>, ctx: Arc<Context>) -> Result<con
     }
 }
 
-pub fn error_policy(obj: Arc<ExecutionStop>, error: &Error, ctx: Arc<Context>) -> controller::Action {
+pub fn error_policy(
+    obj: Arc<ExecutionStop>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> controller::Action {
     ctx.metrics.reconciled(error.category());
     tracing::warn!(name = obj.name_any(), namespace = obj.namespace(), %error, "reconcile failed");
     match error {

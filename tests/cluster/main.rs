@@ -1,5 +1,10 @@
 //! Tests on a real kube-apiserver + etcd (see support.rs). All of them share one
 //! control plane, so they live in this one test binary.
 
+mod admission;
+#[path = "../support/mod.rs"]
+mod common;
 mod controlplane;
+mod operator;
+mod operator_support;
 mod support;

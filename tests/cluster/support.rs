@@ -143,6 +143,12 @@ impl Cluster {
 
     /// A client acting as ServiceAccount `ns/name` with a real TokenRequest token.
     pub async fn service_account_client(&self, ns: &str, name: &str) -> kube::Client {
+        let path = self.service_account_kubeconfig(ns, name);
+        self.client_from(&path).await
+    }
+
+    /// A kubeconfig file acting as ServiceAccount `ns/name` with a real TokenRequest token.
+    pub fn service_account_kubeconfig(&self, ns: &str, name: &str) -> PathBuf {
         let token = self.must(&["create", "token", name, "-n", ns, "--duration=1h"], None);
         let kc = Kubeconfig::read_from(&self.kubeconfig).unwrap();
         let ca = kc.clusters[0]
@@ -162,6 +168,6 @@ impl Cluster {
             .kubeconfig
             .with_file_name(format!("kubeconfig-{ns}-{name}"));
         std::fs::write(&path, yaml).unwrap();
-        self.client_from(&path).await
+        path
     }
 }

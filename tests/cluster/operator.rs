@@ -1,0 +1,334 @@
+//! The operator end to end: `kubectl apply` an ExecutionStop, the operator (as its
+//! ServiceAccount, with the ClusterRole from deploy/) calls the fnf-emulator, and the
+//! outcome lands in status.
+
+use crate::common;
+use crate::operator_support::{
+    Cloud, Operator, estop_yaml, installed, secret_yaml, status, wait_for,
+};
+use serde_json::Value;
+
+fn condition<'a>(s: &'a Value, type_: &str) -> &'a Value {
+    s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {s}"))
+}
+
+/// Namespace, Secret, emulator with flow "f", operator.
+async fn setup(
+    prefix: &str,
+    adjust: impl FnOnce(&mut flowstop::emulator::Config),
+    extra: &[&str],
+) -> (String, Cloud, Operator) {
+    let c = installed();
+    let ns = c.namespace(prefix);
+    let cloud = Cloud::new(adjust).await;
+    cloud.flow("f").await;
+    let (ok, out) = c.apply(&secret_yaml(&ns, "creds", common::SK));
+    assert!(ok, "{out}");
+    let op = Operator::start(&ns, &cloud.emu.url(), extra).await;
+    (ns, cloud, op)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_execution_is_stopped_once() {
+    let c = installed();
+    let (ns, cloud, op) = setup("stop", |_| {}, &[]).await;
+    cloud.start("f", "e1", None).await;
+    let (ok, out) = c.apply(&estop_yaml(
+        &ns,
+        "s1",
+        "f",
+        "e1",
+        "  cause: rollout\n  error: Aborted\n",
+    ));
+    assert!(ok, "{out}");
+    wait_for(c, &ns, "s1", "condition=Ready");
+    let s = status(c, &ns, "s1");
+    assert_eq!(s["phase"], "Stopped");
+    assert_eq!(s["execution"]["status"], "Stopped");
+    assert_eq!(s["attempts"], 1);
+    assert!(
+        s["requestId"].as_str().unwrap().ends_with("-1"),
+        "our RequestId echoed: {s}"
+    );
+    assert_eq!(s.get("pendingRequestId"), None);
+    assert_eq!(condition(&s, "Ready")["reason"], "Stopped");
+    assert_eq!(condition(&s, "Ready")["observedGeneration"], 1);
+    assert_eq!(condition(&s, "Stalled")["status"], "False");
+    assert_eq!(s["observedGeneration"], 1);
+    assert_eq!(cloud.count("StopExecution", "OK"), 1);
+    assert_eq!(cloud.calls("StopExecution"), 1);
+    // Printer columns and events, as a user sees them.
+    let table = c.must(&["get", "estop", "-n", &ns], None);
+    assert!(
+        table.contains("Stopped") && table.contains("EXECUTION STATUS"),
+        "{table}"
+    );
+    let events = c.must(&["get", "events", "-n", &ns, "-o", "json"], None);
+    assert!(
+        events.contains("\"Stopped\"") && events.contains("\"Stopping\""),
+        "{events}"
+    );
+    assert!(!events.contains(common::SK));
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_already_finished_execution_is_reported_with_its_final_status() {
+    let c = installed();
+    let (ns, cloud, op) = setup("done", |_| {}, &[]).await;
+    cloud
+        .start(
+            "f",
+            "e1",
+            Some(r#"{"emulator":{"durationMs":0,"result":"Succeeded"}}"#),
+        )
+        .await;
+    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    wait_for(c, &ns, "s1", "condition=Ready");
+    let s = status(c, &ns, "s1");
+    assert_eq!(s["phase"], "AlreadyFinished");
+    assert_eq!(s["execution"]["status"], "Succeeded");
+    assert_eq!(condition(&s, "Ready")["reason"], "AlreadyFinished");
+    assert_eq!(cloud.count("StopExecution", "ExecutionAlreadyCompleted"), 1);
+    assert_eq!(cloud.count("DescribeExecution", "OK"), 1);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_flow_fails_at_once_without_retries() {
+    let c = installed();
+    let (ns, cloud, op) = setup("nf", |_| {}, &[]).await;
+    c.apply(&estop_yaml(&ns, "s1", "nope", "e1", ""));
+    wait_for(c, &ns, "s1", "jsonpath={.status.phase}=Failed");
+    let s = status(c, &ns, "s1");
+    assert_eq!(s["lastError"]["code"], "FlowNotExists");
+    assert_eq!(s["lastError"]["httpStatus"], 404);
+    assert!(
+        s["lastError"]["requestId"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+    assert_eq!(s["lastError"]["retryable"], false);
+    assert_eq!(s["attempts"], 1);
+    assert_eq!(condition(&s, "Ready")["reason"], "NotFound");
+    assert_eq!(condition(&s, "Stalled")["status"], "True");
+    assert_eq!(cloud.calls("StopExecution"), 1);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_errors_are_retried_until_success() {
+    let c = installed();
+    let (ns, cloud, op) = setup(
+        "retry",
+        |c| {
+            c.faults = vec![flowstop::emulator::parse_rule("StopExecution=500,500,429").unwrap()];
+        },
+        &[],
+    )
+    .await;
+    cloud.start("f", "e1", None).await;
+    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    wait_for(c, &ns, "s1", "condition=Ready");
+    let s = status(c, &ns, "s1");
+    assert_eq!(s["phase"], "Stopped");
+    assert_eq!(s["attempts"], 4);
+    assert_eq!(s.get("lastError"), None);
+    assert_eq!(cloud.calls("StopExecution"), 4);
+    assert_eq!(cloud.count("StopExecution", "OK"), 1);
+    let warnings = c.must(
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "type=Warning",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(warnings.contains("Retrying"), "{warnings}");
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_attempts_fail_with_the_last_error() {
+    let c = installed();
+    let (ns, cloud, op) = setup(
+        "exhaust",
+        |c| {
+            c.faults =
+                vec![flowstop::emulator::parse_rule("StopExecution=500,500,503,500").unwrap()];
+        },
+        &[],
+    )
+    .await;
+    cloud.start("f", "e1", None).await;
+    c.apply(&estop_yaml(&ns, "s1", "f", "e1", "  maxAttempts: 3\n"));
+    wait_for(c, &ns, "s1", "jsonpath={.status.phase}=Failed");
+    let s = status(c, &ns, "s1");
+    assert_eq!(s["attempts"], 3);
+    assert_eq!(condition(&s, "Ready")["reason"], "RetriesExhausted");
+    assert_eq!(
+        s["lastError"]["code"], "BadResponse",
+        "the third answer was a proxy's 503 page: {s}"
+    );
+    assert_eq!(s["lastError"]["httpStatus"], 503);
+    assert_eq!(cloud.calls("StopExecution"), 3);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_waits_then_proceeds_once_created() {
+    let c = installed();
+    let ns = c.namespace("nosecret");
+    let cloud = Cloud::new(|_| {}).await;
+    cloud.flow("f").await;
+    cloud.start("f", "e1", None).await;
+    let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
+    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    wait_for(
+        c,
+        &ns,
+        "s1",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}=CredentialsNotFound",
+    );
+    let s = status(c, &ns, "s1");
+    assert_eq!(s["phase"], "Pending");
+    assert_eq!(s["attempts"], 0);
+    assert!(
+        s["lastError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("creds"),
+        "{s}"
+    );
+    assert_eq!(cloud.calls("StopExecution"), 0);
+    c.apply(&secret_yaml(&ns, "creds", common::SK));
+    wait_for(c, &ns, "s1", "condition=Ready");
+    assert_eq!(status(c, &ns, "s1")["phase"], "Stopped");
+    assert_eq!(cloud.calls("StopExecution"), 1);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_reported_as_signature_mismatch() {
+    let c = installed();
+    let ns = c.namespace("badkey");
+    let cloud = Cloud::new(|_| {}).await;
+    cloud.flow("f").await;
+    cloud.start("f", "e1", None).await;
+    c.apply(&secret_yaml(&ns, "creds", "not-the-secret"));
+    let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
+    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    wait_for(c, &ns, "s1", "jsonpath={.status.phase}=Failed");
+    let s = status(c, &ns, "s1");
+    assert_eq!(s["lastError"]["code"], "SignatureNotMatch");
+    assert_eq!(s["lastError"]["httpStatus"], 403);
+    assert_eq!(condition(&s, "Ready")["reason"], "CredentialsRejected");
+    assert_eq!(cloud.calls("StopExecution"), 1);
+    let yaml = c.must(&["get", "estop", "-n", &ns, "s1", "-o", "yaml"], None);
+    assert!(!yaml.contains("not-the-secret"));
+    // Fixing the Secret makes the operator try again (it checks the Secret's version).
+    c.apply(&secret_yaml(&ns, "creds", common::SK));
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asynchronous_stop_is_confirmed_by_describe() {
+    let c = installed();
+    let (ns, cloud, op) = setup("async", |c| c.async_stop_ms = Some(700), &[]).await;
+    cloud.start("f", "e1", None).await;
+    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    wait_for(c, &ns, "s1", "condition=Ready");
+    let s = status(c, &ns, "s1");
+    assert_eq!(
+        (s["phase"].as_str(), s["execution"]["status"].as_str()),
+        (Some("Stopped"), Some("Stopped"))
+    );
+    assert_eq!(cloud.calls("StopExecution"), 1);
+    assert!(cloud.count("DescribeExecution", "OK") >= 1);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_makes_no_calls_and_no_writes_for_finished_objects() {
+    let c = installed();
+    let (ns, cloud, op) = setup("restart", |_| {}, &[]).await;
+    for i in 0..3 {
+        cloud.start("f", &format!("e{i}"), None).await;
+        c.apply(&estop_yaml(
+            &ns,
+            &format!("s{i}"),
+            "f",
+            &format!("e{i}"),
+            "",
+        ));
+    }
+    for i in 0..3 {
+        wait_for(c, &ns, &format!("s{i}"), "condition=Ready");
+    }
+    op.stop().await;
+    let before: Vec<String> = (0..3)
+        .map(|i| {
+            c.must(
+                &[
+                    "get",
+                    "estop",
+                    "-n",
+                    &ns,
+                    &format!("s{i}"),
+                    "-o",
+                    "jsonpath={.metadata.resourceVersion}",
+                ],
+                None,
+            )
+        })
+        .collect();
+    let calls = cloud.calls("StopExecution") + cloud.calls("DescribeExecution");
+    let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
+    // Wait until the new operator has reconciled all three objects (its own count).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while op.counter("flowstop_reconciles_total").await < 3.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            op.metrics_text().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        cloud.calls("StopExecution") + cloud.calls("DescribeExecution"),
+        calls,
+        "no fnf calls"
+    );
+    assert_eq!(
+        op.counter("flowstop_status_writes_total").await,
+        0.0,
+        "no status writes"
+    );
+    assert_eq!(op.counter("flowstop_fnf_calls_total").await, 0.0);
+    for (i, rv) in before.iter().enumerate() {
+        let now = c.must(
+            &[
+                "get",
+                "estop",
+                "-n",
+                &ns,
+                &format!("s{i}"),
+                "-o",
+                "jsonpath={.metadata.resourceVersion}",
+            ],
+            None,
+        );
+        assert_eq!(&now, rv, "object s{i} unchanged");
+    }
+    op.stop().await;
+}
