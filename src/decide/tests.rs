@@ -100,7 +100,12 @@ fn a_new_object_records_attempt_one_before_calling() {
 #[test]
 fn stop_answers() {
     let s = attempted(1);
-    type Case = (Result<Execution, FnfError>, Phase, Action, (&'static str, &'static str));
+    type Case = (
+        Result<Execution, FnfError>,
+        Phase,
+        Action,
+        (&'static str, &'static str),
+    );
     let cases: Vec<Case> = vec![
         (
             Ok(exec("Stopped")),

@@ -42,6 +42,9 @@ pub struct Config {
     /// OIDC tokens the STS stand-in accepts (repeatable; default: any JWT-shaped token)
     #[arg(long = "oidc-token")]
     pub oidc_tokens: Vec<String>,
+    /// Start with a running execution, FLOW:EXECUTION (repeatable; the flow is created too)
+    #[arg(long = "seed-execution", value_parser = parse_seed)]
+    pub seed_executions: Vec<(String, String)>,
     /// Log format: text or json
     #[arg(long, default_value = "text")]
     pub log_format: String,
@@ -59,6 +62,15 @@ fn parse_key(s: &str) -> Result<(String, String), String> {
             Ok((id.into(), secret.into()))
         }
         _ => Err("expected ID:SECRET".into()),
+    }
+}
+
+fn parse_seed(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((flow, exec)) if !flow.is_empty() && !exec.is_empty() => {
+            Ok((flow.into(), exec.into()))
+        }
+        _ => Err("expected FLOW:EXECUTION".into()),
     }
 }
 

@@ -58,6 +58,13 @@ impl Emulator {
         for (action, rule) in &config.faults {
             faults.rules.insert(action.clone(), rule.clone());
         }
+        let mut state = state;
+        let now = jiff::Timestamp::now();
+        for (flow, exec) in &config.seed_executions {
+            state
+                .seed(flow, exec, now)
+                .map_err(|e| anyhow::anyhow!("--seed-execution {flow}:{exec}: {}", e.message))?;
+        }
         let inner = Inner {
             state,
             keys: Keys {
