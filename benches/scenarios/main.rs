@@ -1,0 +1,83 @@
+//! `scripts/bench`: flowstop against the API quota and against Alibaba's own tools, on a
+//! local control plane and the fnf-emulator, release builds, in one run. Writes
+//! results.json, results.md and quota.png. See BENCHMARKS.md.
+
+mod env;
+mod report;
+mod scenarios;
+mod stats;
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Tiny sizes, one run each: the CI smoke test that keeps this from rotting
+    #[arg(long)]
+    small: bool,
+    /// Repeats of the burst, quota and restart scenarios
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Where to write results.json, results.md and quota.png
+    #[arg(long, default_value = "docs/bench")]
+    out: PathBuf,
+    /// Accept cargo's own `--bench` flag
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (lat, burst, quota, rest, repeats) = if args.small {
+        (5, 20, 30, 50, 1)
+    } else {
+        (200, 1000, 200, 10_000, args.repeats)
+    };
+    let python = std::env::var("FLOWSTOP_PYTHON")
+        .map_err(|_| anyhow::anyhow!("FLOWSTOP_PYTHON is not set: run scripts/bench"))?;
+    let out = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        env::repo(&args.out.display().to_string())
+    };
+    std::fs::create_dir_all(&out)?;
+
+    let env = env::Env::start().await?;
+    eprintln!("control plane up; latency ({lat})");
+    let latency = scenarios::latency(&env, lat).await?;
+    eprintln!("burst ({burst} × {repeats})");
+    let burst = scenarios::burst(&env, burst, repeats).await?;
+    eprintln!("quota ({quota} × {repeats}) and peers");
+    let mut quota_runs = vec![scenarios::quota_flowstop(&env, quota, repeats).await?];
+    for mode in ["legacy", "tea16"] {
+        quota_runs.push(scenarios::quota_peer(&python, mode, quota, repeats).await?);
+    }
+    eprintln!("at rest ({rest}, {repeats} restarts)");
+    let at_rest = scenarios::at_rest(&env, rest, repeats).await?;
+    env.plane.stop().await;
+
+    let results = report::Results {
+        machine: report::machine(),
+        command: if args.small { "scripts/bench --small".into() } else { "scripts/bench".into() },
+        latency: Some(latency),
+        burst: Some(burst),
+        quota_objects: quota,
+        quota_floor_s: scenarios::floor(quota),
+        quota: quota_runs,
+        peers_unavailable: vec![
+            "aliyun CLI: the Go module proxy refuses github.com/aliyun/aliyun-cli/v3 (403 \"not available\"), so it cannot be built here".into(),
+        ],
+        at_rest: Some(at_rest),
+    };
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    let md = report::markdown(&results);
+    std::fs::write(out.join("results.md"), &md)?;
+    report::chart(&results, &out.join("quota.png"))?;
+    println!("{md}");
+    println!("wrote {}", out.display());
+    Ok(())
+}

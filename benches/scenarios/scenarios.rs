@@ -1,0 +1,377 @@
+//! The five scenarios of BENCHMARKS.md.
+
+use crate::env::{self, Emulator, Env, Operator, Watch, create_all, estop, writes};
+use crate::stats::{Spread, percentile, sorted, spread};
+use flowstop::crd::ExecutionStop;
+use kube::api::{Api, Patch, PatchParams};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+const UNTHROTTLED: &[&str] = &[
+    "--stop-rate",
+    "100000",
+    "--stop-burst",
+    "100000",
+    "--describe-rate",
+    "100000",
+    "--describe-burst",
+    "100000",
+];
+
+#[derive(Serialize, Debug)]
+pub struct Latency {
+    pub n: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// create → first status seen (watch + reconcile start + the attempt's status write)
+    pub to_stopping_p50_ms: f64,
+    /// first status → final status seen (fnf call + final status write + watch)
+    pub to_final_p50_ms: f64,
+    /// StopExecution latency inside the operator (mean)
+    pub fnf_call_mean_ms: f64,
+}
+
+pub async fn latency(env: &Env, n: usize) -> anyhow::Result<Latency> {
+    let emu = Emulator::start(&["--no-quota"]).await?;
+    emu.executions("lat", n).await?;
+    let ns = env.namespace("lat").await?;
+    let op = Operator::start(env, &emu, &ns, UNTHROTTLED).await?;
+    let watch = Watch::start(&env.client, &ns).await;
+    let api: Api<ExecutionStop> = Api::namespaced(env.client.clone(), &ns);
+    let (mut total, mut first, mut second) = (vec![], vec![], vec![]);
+    for i in 0..n {
+        let name = format!("s{i}");
+        let t0 = Instant::now();
+        api.create(&Default::default(), &estop(&name, &format!("lat-{i}")))
+            .await?;
+        let done = watch
+            .all_done(std::slice::from_ref(&name), Duration::from_secs(30))
+            .await?;
+        let seen = watch.seen.lock().unwrap()[&name];
+        let stopping = seen.stopping.unwrap_or(done);
+        total.push((done - t0).as_secs_f64() * 1e3);
+        first.push((stopping - t0).as_secs_f64() * 1e3);
+        second.push((done - stopping).as_secs_f64() * 1e3);
+    }
+    let sum = op.metric("flowstop_fnf_call_duration_seconds_sum").await?;
+    let count = op
+        .metric("flowstop_fnf_call_duration_seconds_count")
+        .await?;
+    let t = sorted(total);
+    Ok(Latency {
+        n,
+        p50_ms: percentile(&t, 50.0),
+        p95_ms: percentile(&t, 95.0),
+        p99_ms: percentile(&t, 99.0),
+        max_ms: t[t.len() - 1],
+        to_stopping_p50_ms: percentile(&sorted(first), 50.0),
+        to_final_p50_ms: percentile(&sorted(second), 50.0),
+        fnf_call_mean_ms: if count > 0.0 {
+            sum / count * 1e3
+        } else {
+            f64::NAN
+        },
+    })
+}
+
+#[derive(Serialize, Debug)]
+pub struct Burst {
+    pub n: usize,
+    pub wall_s: Spread,
+    pub objects_per_s: Spread,
+    pub stop_calls_per_object: f64,
+    pub status_writes_per_object: f64,
+    pub event_writes_per_object: f64,
+    pub operator_cpu_s: Spread,
+    pub operator_peak_rss_mib: f64,
+}
+
+pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst> {
+    let (mut walls, mut rates, mut cpus) = (vec![], vec![], vec![]);
+    let (mut calls, mut status, mut events, mut rss) = (0.0, 0.0, 0.0, 0.0f64);
+    for r in 0..repeats {
+        let emu = Emulator::start(&["--no-quota"]).await?;
+        emu.executions("burst", n).await?;
+        let ns = env.namespace("burst").await?;
+        let op = Operator::start(env, &emu, &ns, UNTHROTTLED).await?;
+        let watch = Watch::start(&env.client, &ns).await;
+        let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let objs = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| estop(name, &format!("burst-{i}")))
+            .collect();
+        let (cpu0, _, _) = op.usage();
+        let before = env.apiserver_requests().await?;
+        let t0 = create_all(&env.client, &ns, objs, 64).await?;
+        let done = watch.all_done(&names, Duration::from_secs(600)).await?;
+        let wall = (done - t0).as_secs_f64();
+        let after = env.apiserver_requests().await?;
+        let (cpu1, peak, _) = op.usage();
+        let counters = emu.counters().await?;
+        let stops: f64 = counters["StopExecution"]
+            .as_object()
+            .map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum());
+        walls.push(wall);
+        rates.push(n as f64 / wall);
+        cpus.push(cpu1 - cpu0);
+        calls = stops / n as f64;
+        status = writes(&before, &after, "executionstops", "status") / n as f64;
+        events = writes(&before, &after, "events", "") / n as f64;
+        rss = rss.max(peak);
+        eprintln!("burst run {r}: {n} objects in {wall:.2} s");
+    }
+    Ok(Burst {
+        n,
+        wall_s: spread(&walls),
+        objects_per_s: spread(&rates),
+        stop_calls_per_object: calls,
+        status_writes_per_object: status,
+        event_writes_per_object: events,
+        operator_cpu_s: spread(&cpus),
+        operator_peak_rss_mib: rss,
+    })
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct QuotaRun {
+    pub tool: String,
+    pub wall_s: Spread,
+    pub ratio_to_floor: f64,
+    pub throttled_share: Spread,
+    pub calls: f64,
+}
+
+/// The service's StopExecution bucket (10, 2/s) with the refill sped up 10×.
+pub const SPEEDUP: f64 = 10.0;
+
+pub fn floor(n: usize) -> f64 {
+    (n as f64 - 10.0).max(0.0) / (2.0 * SPEEDUP)
+}
+
+fn stop_counts(counters: &serde_json::Value) -> (f64, f64) {
+    let m = counters["StopExecution"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let total: f64 = m.values().filter_map(|v| v.as_f64()).sum();
+    (
+        total,
+        m.get("ResourceThrottled")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0),
+    )
+}
+
+async fn quota_emulator(prefix: &str, n: usize) -> anyhow::Result<Emulator> {
+    // Executions are seeded with another account, so the measured account's buckets start full.
+    let emu = Emulator::start(&[
+        "--quota-speedup",
+        &SPEEDUP.to_string(),
+        "--access-key",
+        "seed:seedSecret",
+    ])
+    .await?;
+    seed(&emu.url, prefix, n).await?;
+    Ok(emu)
+}
+
+async fn seed(url: &str, prefix: &str, n: usize) -> anyhow::Result<()> {
+    let account = flowstop::fnf::Account {
+        endpoint: flowstop::fnf::Endpoint::url(url, false)?,
+        credentials: flowstop::fnf::Credentials::new("seed", "seedSecret", None),
+    };
+    let client = flowstop::fnf::Client::new(
+        flowstop::fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
+        Duration::from_secs(10),
+    );
+    let create = flowstop::fnf::Unsigned {
+        method: "POST",
+        action: "CreateFlow",
+        query: vec![],
+        body: vec![
+            ("Name", "f".into()),
+            ("Definition", "Type: StateMachine".into()),
+        ],
+    };
+    let _ = client
+        .call::<serde_json::Value>(&account, &create, Duration::ZERO)
+        .await;
+    for i in 0..n {
+        // StartExecution's own bucket (100, refilling 1000/s here) never throttles this.
+        let mut tries = 0;
+        while let Err(e) = client
+            .start_execution(&account, "f", Some(&format!("{prefix}-{i}")), None)
+            .await
+        {
+            tries += 1;
+            anyhow::ensure!(e.retryable() && tries < 50, "seeding: {e}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
+
+pub async fn quota_flowstop(env: &Env, n: usize, repeats: usize) -> anyhow::Result<QuotaRun> {
+    let (mut walls, mut shares, mut calls) = (vec![], vec![], 0.0);
+    let rate = (2.0 * SPEEDUP).to_string();
+    for _ in 0..repeats {
+        let emu = quota_emulator("q", n).await?;
+        let ns = env.namespace("quota").await?;
+        let _op = Operator::start(
+            env,
+            &emu,
+            &ns,
+            &["--stop-rate", &rate, "--stop-burst", "10"],
+        )
+        .await?;
+        let watch = Watch::start(&env.client, &ns).await;
+        let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        let objs = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| estop(name, &format!("q-{i}")))
+            .collect();
+        let t0 = create_all(&env.client, &ns, objs, 64).await?;
+        let done = watch.all_done(&names, Duration::from_secs(600)).await?;
+        walls.push((done - t0).as_secs_f64());
+        let (total, throttled) = stop_counts(&emu.counters().await?);
+        shares.push(throttled / total);
+        calls = total;
+    }
+    let wall = spread(&walls);
+    Ok(QuotaRun {
+        tool: "flowstop".into(),
+        ratio_to_floor: wall.median / floor(n),
+        wall_s: wall,
+        throttled_share: spread(&shares),
+        calls,
+    })
+}
+
+pub async fn quota_peer(
+    python: &str,
+    mode: &str,
+    n: usize,
+    repeats: usize,
+) -> anyhow::Result<QuotaRun> {
+    let (mut walls, mut shares, mut calls) = (vec![], vec![], 0.0);
+    for _ in 0..repeats {
+        let emu = quota_emulator("p", n).await?;
+        let out = tokio::process::Command::new(python)
+            .arg(env::repo("benches/peers.py"))
+            .args([mode, &emu.url, env::AK, env::SK, "p", &n.to_string()])
+            .output()
+            .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "peer {mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let (total, throttled) = stop_counts(&emu.counters().await?);
+        anyhow::ensure!(
+            total == r["calls"].as_f64().unwrap_or(-1.0),
+            "the emulator and {mode} disagree on calls"
+        );
+        walls.push(r["wall"].as_f64().unwrap_or(f64::NAN));
+        shares.push(throttled / total);
+        calls = total;
+    }
+    let wall = spread(&walls);
+    let tool = if mode == "legacy" {
+        "aliyun-python-sdk-fnf (sequential)"
+    } else {
+        "alibabacloud-fnf20190315 (16 threads)"
+    };
+    Ok(QuotaRun {
+        tool: tool.into(),
+        ratio_to_floor: wall.median / floor(n),
+        wall_s: wall,
+        throttled_share: spread(&shares),
+        calls,
+    })
+}
+
+#[derive(Serialize, Debug)]
+pub struct Rest {
+    pub n: usize,
+    pub time_to_ready_s: Spread,
+    pub time_to_all_reconciled_s: Spread,
+    pub fnf_calls: f64,
+    pub status_writes: f64,
+    pub apiserver_writes: f64,
+    pub rss_mib: Spread,
+}
+
+pub async fn at_rest(env: &Env, n: usize, restarts: usize) -> anyhow::Result<Rest> {
+    let emu = Emulator::start(&["--no-quota"]).await?;
+    let ns = env.namespace("rest").await?;
+    let api: Api<ExecutionStop> = Api::namespaced(env.client.clone(), &ns);
+    let conditions: Vec<serde_json::Value> = ["Ready", "Reconciling", "Stalled"]
+        .iter()
+        .map(|t| {
+            serde_json::json!({"type": t, "status": if *t == "Ready" { "True" } else { "False" }, "reason": "Stopped",
+                "message": "stopped", "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"})
+        })
+        .collect();
+    let status = serde_json::json!({"status": {
+        "phase": "Stopped", "attempts": 1, "observedGeneration": 1, "lastAttemptTime": "2026-01-01T00:00:00Z",
+        "execution": {"status": "Stopped"}, "conditions": conditions,
+    }});
+    let objs: Vec<ExecutionStop> = (0..n)
+        .map(|i| estop(&format!("s{i}"), &format!("rest-{i}")))
+        .collect();
+    create_all(&env.client, &ns, objs, 64).await?;
+    use futures::StreamExt;
+    let patched: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (api, status) = (api.clone(), status.clone());
+            async move {
+                api.patch_status(
+                    &format!("s{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(&status),
+                )
+                .await
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for p in patched {
+        p?;
+    }
+    let (mut ready, mut all, mut rss) = (vec![], vec![], vec![]);
+    let (mut calls, mut status_writes, mut api_writes) = (0.0, 0.0, 0.0);
+    for _ in 0..restarts {
+        let before = env.apiserver_requests().await?;
+        let t0 = Instant::now();
+        let op = Operator::start(env, &emu, &ns, &[]).await?;
+        ready.push(t0.elapsed().as_secs_f64());
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while op.metric("flowstop_reconciles_total").await? < n as f64 {
+            anyhow::ensure!(Instant::now() < deadline, "not all reconciled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        all.push(t0.elapsed().as_secs_f64());
+        let after = env.apiserver_requests().await?;
+        calls += op.metric("flowstop_fnf_calls_total").await?;
+        status_writes += op.metric("flowstop_status_writes_total").await?;
+        api_writes += writes(&before, &after, "executionstops", "status")
+            + writes(&before, &after, "executionstops", "");
+        rss.push(op.usage().2);
+    }
+    let (total, _) = stop_counts(&emu.counters().await?);
+    Ok(Rest {
+        n,
+        time_to_ready_s: spread(&ready),
+        time_to_all_reconciled_s: spread(&all),
+        fnf_calls: calls + total,
+        status_writes,
+        apiserver_writes: api_writes,
+        rss_mib: spread(&rss),
+    })
+}
