@@ -164,7 +164,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         renew_every: Duration::from_secs((lease_seconds / 3).max(1)),
     };
     if leader_election {
+        // A healthy standby is ready; the leader is ready again once its watches sync.
+        metrics.ready.store(true, Ordering::Relaxed);
         lease::acquire(&client, &lease).await;
+        metrics.ready.store(false, Ordering::Relaxed);
     }
     let lost = {
         let (client, lease) = (client.clone(), lease.clone());

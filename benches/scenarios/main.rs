@@ -21,6 +21,9 @@ struct Args {
     /// Where to write results.json, results.md and quota.png
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
+    /// Run only these scenarios (latency, burst, quota, rest); all when empty
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Accept cargo's own `--bench` flag
     #[arg(long, hide = true)]
     bench: bool,
@@ -43,32 +46,45 @@ async fn main() -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&out)?;
 
+    let run = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let env = env::Env::start().await?;
-    eprintln!("control plane up; latency ({lat})");
-    let latency = scenarios::latency(&env, lat).await?;
-    eprintln!("burst ({burst} × {repeats})");
-    let burst = scenarios::burst(&env, burst, repeats).await?;
-    eprintln!("quota ({quota} × {repeats}) and peers");
-    let mut quota_runs = vec![scenarios::quota_flowstop(&env, quota, repeats).await?];
-    for mode in ["legacy", "tea16"] {
-        quota_runs.push(scenarios::quota_peer(&python, mode, quota, repeats).await?);
+    eprintln!("control plane up");
+    let latency = if run("latency") {
+        Some(scenarios::latency(&env, lat).await?)
+    } else {
+        None
+    };
+    let burst = if run("burst") {
+        Some(scenarios::burst(&env, burst, repeats).await?)
+    } else {
+        None
+    };
+    let mut quota_runs = vec![];
+    if run("quota") {
+        quota_runs.push(scenarios::quota_flowstop(&env, quota, repeats).await?);
+        for mode in ["legacy", "tea16"] {
+            quota_runs.push(scenarios::quota_peer(&python, mode, quota, repeats).await?);
+        }
     }
-    eprintln!("at rest ({rest}, {repeats} restarts)");
-    let at_rest = scenarios::at_rest(&env, rest, repeats).await?;
+    let at_rest = if run("rest") {
+        Some(scenarios::at_rest(&env, rest, repeats).await?)
+    } else {
+        None
+    };
     env.plane.stop().await;
 
     let results = report::Results {
         machine: report::machine(),
         command: if args.small { "scripts/bench --small".into() } else { "scripts/bench".into() },
-        latency: Some(latency),
-        burst: Some(burst),
+        latency,
+        burst,
         quota_objects: quota,
         quota_floor_s: scenarios::floor(quota),
         quota: quota_runs,
         peers_unavailable: vec![
             "aliyun CLI: the Go module proxy refuses github.com/aliyun/aliyun-cli/v3 (403 \"not available\"), so it cannot be built here".into(),
         ],
-        at_rest: Some(at_rest),
+        at_rest,
     };
     std::fs::write(
         out.join("results.json"),
@@ -76,7 +92,9 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let md = report::markdown(&results);
     std::fs::write(out.join("results.md"), &md)?;
-    report::chart(&results, &out.join("quota.png"))?;
+    if !results.quota.is_empty() {
+        report::chart(&results, &out.join("quota.png"))?;
+    }
     println!("{md}");
     println!("wrote {}", out.display());
     Ok(())

@@ -46,11 +46,20 @@ pub async fn latency(env: &Env, n: usize) -> anyhow::Result<Latency> {
         let t0 = Instant::now();
         api.create(&Default::default(), &estop(&name, &format!("lat-{i}")))
             .await?;
+        let created = t0.elapsed();
         let done = watch
             .all_done(std::slice::from_ref(&name), Duration::from_secs(30))
             .await?;
         let seen = watch.seen.lock().unwrap()[&name];
         let stopping = seen.stopping.unwrap_or(done);
+        if std::env::var_os("FLOWSTOP_BENCH_TRACE").is_some() {
+            eprintln!(
+                "latency {i}: {:.1} ms (create call {:.1} ms, to first status {:.1} ms)",
+                (done - t0).as_secs_f64() * 1e3,
+                created.as_secs_f64() * 1e3,
+                (stopping - t0).as_secs_f64() * 1e3
+            );
+        }
         total.push((done - t0).as_secs_f64() * 1e3);
         first.push((stopping - t0).as_secs_f64() * 1e3);
         second.push((done - stopping).as_secs_f64() * 1e3);

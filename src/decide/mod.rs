@@ -217,6 +217,19 @@ pub fn decide(i: &Input<'_>) -> Decision {
                     i.now,
                 );
                 (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
+            } else if garbled_success(e) {
+                // The service said yes but the answer is unreadable: the stop probably
+                // happened. Look instead of sending it again.
+                let msg = format!("unreadable answer to StopExecution ({e}); confirming");
+                set_phase(
+                    &mut s,
+                    Phase::Stopping,
+                    reason::CONFIRMING,
+                    &msg,
+                    i.generation,
+                    i.now,
+                );
+                (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
             } else {
                 failure(i, &mut s, e, true)
             }
@@ -392,6 +405,17 @@ fn finished(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &Execution) -> (Actio
     (Action::Done, reason::ALREADY_FINISHED)
 }
 
+/// A 2xx whose body could not be read.
+fn garbled_success(e: &FnfError) -> bool {
+    matches!(
+        e,
+        FnfError::BadResponse {
+            status: 200..=299,
+            ..
+        }
+    )
+}
+
 /// A failed call. `counts`: StopExecution failures count against maxAttempts.
 fn failure(
     i: &Input<'_>,
@@ -400,7 +424,8 @@ fn failure(
     counts: bool,
 ) -> (Action, &'static str) {
     let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
-    if e.retryable() {
+    // A read-only DescribeExecution may always be asked again, even after a garbled answer.
+    if e.retryable() || (!counts && garbled_success(e)) {
         if counts && s.attempts >= max {
             let msg = format!("gave up after {} attempts: {e}", s.attempts);
             s.next_attempt_time = None;

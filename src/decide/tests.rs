@@ -484,3 +484,37 @@ fn an_unusable_request_fails_without_a_call() {
     assert_eq!(d.status.attempts, 0);
     assert_eq!(d.status.last_error.unwrap().message, "no endpoint");
 }
+
+#[test]
+fn a_garbled_success_is_confirmed_not_resent() {
+    let e = FnfError::BadResponse {
+        status: 200,
+        detail: "truncated".into(),
+    };
+    let d = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00");
+    assert_eq!(d.action, Action::Describe { wait_seconds: 0 });
+    assert_eq!(d.status.attempts, 1);
+    assert_eq!(d.status.last_error.as_ref().unwrap().code, "BadResponse");
+    let stopped = exec("Stopped");
+    assert_eq!(
+        run(&d.status, Outcome::Describe(Ok(&stopped)), "00:01")
+            .status
+            .phase,
+        Some(Phase::Stopped)
+    );
+    // A garbled Describe answer is asked again later, without counting an attempt.
+    let again = run(&d.status, Outcome::Describe(Err(&e)), "00:01");
+    assert!(
+        matches!(again.action, Action::Wait(_)),
+        "{:?}",
+        again.action
+    );
+    assert_eq!(again.status.attempts, 1);
+    let running = exec("Running");
+    let resend = run(&d.status, Outcome::Describe(Ok(&running)), "00:01");
+    assert_eq!(
+        resend.action,
+        Action::Describe { wait_seconds: 10 },
+        "a stop may still be landing"
+    );
+}

@@ -39,7 +39,7 @@ async fn reset_counters(State(emu): State<Arc<Emulator>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Every execution with its status and how many StopExecution calls succeeded on it.
+/// Every execution with its status, how many StopExecution calls reached it and how many succeeded.
 async fn executions(State(emu): State<Arc<Emulator>>) -> Json<Value> {
     let mut inner = emu.lock();
     let now = jiff::Timestamp::now();
@@ -49,7 +49,7 @@ async fn executions(State(emu): State<Arc<Emulator>>) -> Json<Value> {
         .values_mut()
         .map(|e| {
             e.advance(now);
-            json!({"flow": e.flow, "name": e.name, "status": e.status, "stops": e.stops})
+            json!({"flow": e.flow, "name": e.name, "status": e.status, "stops": e.stops, "stopCalls": e.stop_calls})
         })
         .collect();
     Json(Value::Array(list))

@@ -8,8 +8,8 @@ mod config;
 pub mod error;
 pub mod faults;
 mod quota;
-mod rpc;
-mod state;
+pub mod rpc;
+pub mod state;
 mod sts;
 
 pub use config::{Config, parse_rule};

@@ -59,25 +59,20 @@ fn error_answer(e: &ApiError, request_id: &str) -> Response {
 }
 
 /// Query plus, for a form POST, the body; form-decoded (`+` is a space), in order.
-fn parse_params(
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+pub fn parse_params(
+    method: &str,
+    query: &str,
+    content_type: &str,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let mut params: Vec<(String, String)> =
-        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+    let mut params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     if body.len() > MAX_REQUEST_BYTES {
         return Err(ApiError::entity_too_large(MAX_REQUEST_BYTES));
     }
-    if *method == Method::POST && !body.is_empty() {
-        let ctype = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !ctype
+    if method == "POST" && !body.is_empty() {
+        if !content_type
             .to_ascii_lowercase()
             .starts_with("application/x-www-form-urlencoded")
         {
@@ -88,6 +83,24 @@ fn parse_params(
     Ok(params)
 }
 
+/// Everything the emulator does with a request except authentication, quotas and faults,
+/// on the given state: for fuzzing and for tests.
+pub fn process_unauthenticated(
+    method: &str,
+    query: &str,
+    content_type: &str,
+    body: &[u8],
+    state: &mut super::state::State,
+    now: Timestamp,
+) -> Result<Value, ApiError> {
+    let params = parse_params(method, query, content_type, body)?;
+    let action = param(&params, "Action").unwrap_or("").to_string();
+    let m =
+        Method::from_bytes(method.as_bytes()).map_err(|_| ApiError::invalid_argument("method"))?;
+    check(&m, &action, &params)?;
+    actions::run(&action, &params, state, now, &actions::Behaviour::default())
+}
+
 async fn handle(
     State(emu): State<Arc<Emulator>>,
     method: Method,
@@ -96,7 +109,11 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let params = match parse_params(&method, &uri, &headers, &body) {
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let params = match parse_params(method.as_str(), uri.query().unwrap_or(""), ctype, &body) {
         Ok(p) => p,
         Err(e) => return finish(&emu, "unknown", "-", Err(e), &request_id(&[]), started),
     };

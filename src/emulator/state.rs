@@ -42,6 +42,9 @@ pub struct Execution {
     pub events: Vec<Event>,
     /// Successful StopExecution answers given for this execution.
     pub stops: u32,
+    /// Every StopExecution call that reached this execution, whatever the answer.
+    #[serde(default)]
+    pub stop_calls: u32,
 }
 
 /// The emulator's knobs for executions, read from the input JSON of StartExecution:
@@ -116,6 +119,7 @@ impl Execution {
         async_delay: Option<SignedDuration>,
     ) -> Result<(), ApiError> {
         self.advance(now);
+        self.stop_calls += 1;
         if self.status != "Running" || self.stop_at.is_some() {
             return Err(ApiError::already_completed(&self.flow, &self.name));
         }
@@ -229,6 +233,7 @@ impl State {
             stop_at: None,
             events: vec![],
             stops: 0,
+            stop_calls: 0,
         };
         e.push(
             "ExecutionStarted",

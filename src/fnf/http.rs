@@ -126,8 +126,11 @@ pub async fn read_capped(mut resp: reqwest::Response) -> Result<(u16, Bytes), Fn
 }
 
 /// A reqwest failure as a typed error, with the underlying cause spelled out
-/// (reqwest's own text is only "error sending request").
+/// (reqwest's own text is only "error sending request"). The URL is left out: its query
+/// carries the SecurityToken, and this text ends up in status and Events.
 pub fn transport_error(e: reqwest::Error) -> FnfError {
+    let timeout = e.is_timeout();
+    let e = e.without_url();
     let mut detail = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -135,7 +138,7 @@ pub fn transport_error(e: reqwest::Error) -> FnfError {
         detail.push_str(&s.to_string());
         source = s.source();
     }
-    if e.is_timeout() {
+    if timeout {
         FnfError::Timeout(detail)
     } else {
         FnfError::Connect(detail)

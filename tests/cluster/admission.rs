@@ -32,7 +32,24 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
         ("bad region", "  flowName: f\n  executionName: e\n  regionId: CN_Hangzhou\n".into(), "spec.regionId"),
         ("unknown field", "  flowName: f\n  executionName: e\n  namespace: other\n".into(), "spec.namespace"),
         ("secret ref namespace", "  flowName: f\n  executionName: e\n  credentialsSecretRef: {name: s, namespace: other}\n".into(), "credentialsSecretRef.namespace"),
+        ("flowName a number", "  flowName: 123\n  executionName: e\n".into(), "spec.flowName"),
+        ("executionName a list", "  flowName: f\n  executionName: [a, b]\n".into(), "spec.executionName"),
+        ("cause an object", "  flowName: f\n  executionName: e\n  cause: {why: x}\n".into(), "spec.cause"),
+        ("empty executionName", "  flowName: f\n  executionName: \"\"\n".into(), "spec.executionName"),
+        ("empty error", "  flowName: f\n  executionName: e\n  error: \"\"\n".into(), "spec.error"),
+        ("secret ref a string", "  flowName: f\n  executionName: e\n  credentialsSecretRef: creds\n".into(), "spec.credentialsSecretRef"),
+        ("secret ref without name", "  flowName: f\n  executionName: e\n  credentialsSecretRef: {}\n".into(), "spec.credentialsSecretRef.name"),
+        ("secret name too long", format!("  flowName: f\n  executionName: e\n  credentialsSecretRef: {{name: {}}}\n", "s".repeat(254)), "spec.credentialsSecretRef.name"),
+        ("endpoint not a URL", "  flowName: f\n  executionName: e\n  endpoint: fnf.example.com\n".into(), "spec.endpoint"),
+        ("endpoint ftp", "  flowName: f\n  executionName: e\n  endpoint: ftp://fnf.example.com\n".into(), "spec.endpoint"),
+        ("maxAttempts too many", "  flowName: f\n  executionName: e\n  maxAttempts: 101\n".into(), "spec.maxAttempts"),
+        ("maxAttempts negative", "  flowName: f\n  executionName: e\n  maxAttempts: -1\n".into(), "spec.maxAttempts"),
+        ("maxAttempts fractional", "  flowName: f\n  executionName: e\n  maxAttempts: 1.5\n".into(), "spec.maxAttempts"),
+        ("huge cause (256 KiB)", format!("  flowName: f\n  executionName: e\n  cause: {}\n", "c".repeat(256 * 1024)), "spec.cause"),
+        ("no spec", "".into(), "spec"),
+        ("unicode cause over 4096 characters", format!("  flowName: f\n  executionName: e\n  cause: {}\n", "停".repeat(4097)), "spec.cause"),
     ];
+    assert!(cases.len() >= 25, "the catalogue has {} cases", cases.len());
     for (i, (what, spec, field)) in cases.iter().enumerate() {
         let (ok, out) = c.apply(&manifest(&ns, &format!("bad-{i}"), spec));
         assert!(!ok, "{what}: accepted:\n{out}");

@@ -7,4 +7,5 @@ mod common;
 mod controlplane;
 mod operator;
 mod operator_support;
+mod reliability;
 mod support;

@@ -42,6 +42,16 @@ impl Operator {
     /// Starts `flowstop run` for namespace `ns`, with the emulator as default endpoint,
     /// and waits for /readyz.
     pub async fn start(ns: &str, endpoint: &str, extra: &[&str]) -> Operator {
+        Self::start_logged(ns, endpoint, extra, None).await
+    }
+
+    /// As `start`, with debug logs written to `log`.
+    pub async fn start_logged(
+        ns: &str,
+        endpoint: &str,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> Operator {
         let c = installed();
         let kubeconfig = c.service_account_kubeconfig("flowstop-system", "flowstop");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -117,6 +127,14 @@ impl Operator {
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
     }
 
     pub async fn stop(mut self) {

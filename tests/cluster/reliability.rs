@@ -1,0 +1,376 @@
+//! Reliability and security on the real control plane: leader failover without a second
+//! stop, hostile answers end to end, and no secret in logs, Events, status or metrics.
+
+use crate::common;
+use crate::operator_support::{Cloud, Operator, estop_yaml, installed, status, wait_for};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+async fn executions(cloud: &Cloud) -> Vec<serde_json::Value> {
+    reqwest::get(format!("{}/executions", cloud.emu.admin_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn lease_holder(ns: &str) -> String {
+    let out = installed().kubectl(
+        &[
+            "get",
+            "lease",
+            "-n",
+            "flowstop-system",
+            &format!("lease-{ns}"),
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_and_no_execution_is_stopped_twice() {
+    let c = installed();
+    let ns = c.namespace("failover");
+    let cloud = Cloud::new(|_| {}).await;
+    cloud.flow("f").await;
+    let n = 40;
+    for i in 0..n {
+        cloud.start("f", &format!("e{i}"), None).await;
+    }
+    c.apply(&crate::operator_support::secret_yaml(
+        &ns,
+        "creds",
+        common::SK,
+    ));
+    let lease = format!("lease-{ns}");
+    let args = |id: &'static str| -> Vec<String> {
+        [
+            "--leader-election",
+            "--lease-name",
+            &lease,
+            "--lease-namespace",
+            "flowstop-system",
+            "--lease-seconds",
+            "3",
+            "--identity",
+            id,
+            "--stop-rate",
+            "8",
+            "--stop-burst",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a_args = args("replica-a");
+    let a = Operator::start(
+        &ns,
+        &cloud.emu.url(),
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    // a holds the lease before b starts.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lease_holder(&ns) != "replica-a" {
+        assert!(Instant::now() < deadline, "replica-a never took the lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b_args = args("replica-b");
+    let b = Operator::start(
+        &ns,
+        &cloud.emu.url(),
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let yaml: String = (0..n)
+        .map(|i| estop_yaml(&ns, &format!("s{i}"), "f", &format!("e{i}"), "") + "---\n")
+        .collect();
+    let (ok, out) = c.apply(&yaml);
+    assert!(ok, "{out}");
+    // Kill the leader in the middle of the burst (8 stops a second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cloud.count("StopExecution", "OK") < 10 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed_at = Instant::now();
+    a.kill().await;
+    let stopped_before_kill = cloud.count("StopExecution", "OK");
+    assert!(
+        stopped_before_kill < n as u64,
+        "the kill must land mid-burst"
+    );
+    while lease_holder(&ns) != "replica-b" {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "replica-b did not take over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let takeover = killed_at.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(3 + 2),
+        "takeover took {takeover:?}, lease is 3 s"
+    );
+    let out = c.kubectl(
+        &[
+            "wait",
+            "-n",
+            &ns,
+            "executionstop",
+            "--all",
+            "--for=condition=Ready",
+            "--timeout=90s",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for e in executions(&cloud).await {
+        assert_eq!(e["status"], "Stopped", "{e}");
+        assert_eq!(
+            e["stopCalls"], 1,
+            "exactly one StopExecution per execution: {e}"
+        );
+    }
+    for i in 0..n {
+        assert_eq!(status(c, &ns, &format!("s{i}"))["phase"], "Stopped");
+    }
+    eprintln!(
+        "failover: {stopped_before_kill}/{n} stopped before the kill; takeover in {takeover:?}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_logs_events_status_or_metrics() {
+    let c = installed();
+    let ns = c.namespace("secrets");
+    let cloud = Cloud::new(|_| {}).await;
+    cloud.flow("f").await;
+    cloud.start("f", "e1", None).await;
+    const TOKEN: &str = "fixture-security-token-6f1d";
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: {ns}}}\n\
+         stringData: {{accessKeyId: {}, accessKeySecret: {:?}, securityToken: {TOKEN}}}\n",
+        common::AK,
+        common::SK
+    );
+    assert!(c.apply(&secret).0);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("operator.log");
+    let op =
+        Operator::start_logged(&ns, &cloud.emu.url(), &["--call-timeout", "1"], Some(&log)).await;
+    // One that succeeds, one whose endpoint refuses connections (errors carry URLs).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    c.apply(&estop_yaml(&ns, "ok", "f", "e1", ""));
+    c.apply(&estop_yaml(
+        &ns,
+        "refused",
+        "f",
+        "e1",
+        &format!("  endpoint: http://127.0.0.1:{closed}\n  maxAttempts: 2\n"),
+    ));
+    wait_for(c, &ns, "ok", "condition=Ready");
+    wait_for(c, &ns, "refused", "jsonpath={.status.phase}=Failed");
+    assert_eq!(
+        status(c, &ns, "refused")["lastError"]["code"],
+        "ConnectionFailed"
+    );
+    let mut haystack = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        haystack.contains("StopExecution") || haystack.contains("executionstops"),
+        "debug logs were captured"
+    );
+    haystack += &c.must(&["get", "events", "-n", &ns, "-o", "yaml"], None);
+    haystack += &c.must(&["get", "executionstops", "-n", &ns, "-o", "yaml"], None);
+    haystack += &op.metrics_text().await;
+    for needle in [common::SK, TOKEN] {
+        assert_eq!(haystack.matches(needle).count(), 0, "{needle} leaked");
+    }
+    op.stop().await;
+
+    // The ServiceAccount reads Secrets by name only: no list, no watch.
+    let sa = "system:serviceaccount:flowstop-system:flowstop";
+    for (verb, expected) in [("list", "no"), ("watch", "no"), ("get", "yes")] {
+        let out = c.kubectl(
+            &["auth", "can-i", verb, "secrets", "-n", &ns, "--as", sa],
+            None,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            expected,
+            "{verb} secrets"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_namespaces_secret_is_never_used() {
+    let c = installed();
+    let (home, other) = (c.namespace("home"), c.namespace("other"));
+    let cloud = Cloud::new(|_| {}).await;
+    cloud.flow("f").await;
+    cloud.start("f", "e1", None).await;
+    // The only Secret named "creds" lives in the other namespace.
+    assert!(
+        c.apply(&crate::operator_support::secret_yaml(
+            &other,
+            "creds",
+            common::SK
+        ))
+        .0
+    );
+    let op = Operator::start(&home, &cloud.emu.url(), &[]).await;
+    c.apply(&estop_yaml(&home, "s1", "f", "e1", ""));
+    wait_for(
+        c,
+        &home,
+        "s1",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].reason}=CredentialsNotFound",
+    );
+    assert!(
+        status(c, &home, "s1")["lastError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("namespace {home}"))
+    );
+    assert_eq!(cloud.calls("StopExecution"), 0);
+    op.stop().await;
+}
+
+/// A server that answers StopExecution with each hostile answer in turn, then a good one.
+fn hostile_server(answers: Vec<Box<dyn FnOnce(&mut std::net::TcpStream) + Send>>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut answers = answers.into_iter();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 65536];
+            let mut seen = vec![];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            match answers.next() {
+                Some(answer) => answer(&mut conn),
+                None => {
+                    let body = r#"{"Status":"Stopped","RequestId":"final"}"#;
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            }
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds() {
+    let c = installed();
+    let ns = c.namespace("hostile");
+    c.apply(&crate::operator_support::secret_yaml(
+        &ns,
+        "creds",
+        common::SK,
+    ));
+    let answers: Vec<Box<dyn FnOnce(&mut std::net::TcpStream) + Send>> = vec![
+        Box::new(|s| {
+            let body = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+            let _ = write!(
+                s,
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }),
+        Box::new(|s| {
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 900\r\nconnection: close\r\n\r\n{{\"Sta"
+            );
+        }),
+        Box::new(|s| {
+            let _ = write!(
+                s,
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 10485760\r\nconnection: close\r\n\r\n"
+            );
+            let chunk = vec![b'x'; 65536];
+            for _ in 0..160 {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        }),
+        Box::new(|s| {
+            let body = r#"{"Status":"Stopped","RequestId":"late"}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            for b in body.bytes() {
+                if s.write_all(&[b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }),
+    ];
+    let url = hostile_server(answers);
+    let op = Operator::start(&ns, "http://127.0.0.1:9", &["--call-timeout", "2"]).await;
+    c.apply(&estop_yaml(
+        &ns,
+        "s1",
+        "f",
+        "e1",
+        &format!("  endpoint: {url}\n"),
+    ));
+    wait_for(c, &ns, "s1", "condition=Ready");
+    let s = status(c, &ns, "s1");
+    assert_eq!(s["phase"], "Stopped");
+    assert_eq!(s["attempts"], 5, "four hostile answers, then success: {s}");
+    assert_eq!(s["requestId"], "final");
+    let events = c.must(
+        &[
+            "get",
+            "events",
+            "-n",
+            &ns,
+            "--field-selector",
+            "type=Warning",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    for clue in [
+        "HTTP 502",
+        "502 Bad Gateway",
+        "body larger than",
+        "timed out",
+    ] {
+        assert!(
+            events.contains(clue),
+            "no Warning event mentions {clue:?}: {events}"
+        );
+    }
+    op.stop().await;
+}
