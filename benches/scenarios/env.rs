@@ -1,6 +1,9 @@
 //! The benchmark's world: a local control plane with the CRD and RBAC installed, the
 //! fnf-emulator and the operator as separate release processes, and a watch that
 //! timestamps every ExecutionStop's progress.
+//!
+//! Shared by the `scenarios` and `soak` benchmarks; each uses part of it.
+#![allow(dead_code)]
 
 use flowstop::controlplane::ControlPlane;
 use flowstop::crd::ExecutionStop;

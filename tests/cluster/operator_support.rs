@@ -84,8 +84,15 @@ impl Operator {
             .env("KUBECONFIG", &kubeconfig)
             .env(
                 "RUST_LOG",
-                std::env::var("FLOWSTOP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                match log {
+                    Some(_) => "debug".to_string(),
+                    None => std::env::var("FLOWSTOP_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                },
             )
+            .stderr(match log {
+                Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+                None => std::process::Stdio::inherit(),
+            })
             .kill_on_drop(true)
             .spawn()
             .expect("flowstop run starts");
@@ -127,10 +134,6 @@ impl Operator {
             .filter(|l| l.starts_with(name) && !l.starts_with('#'))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
     }
 
     pub async fn kill(mut self) {

@@ -251,8 +251,11 @@ async fn another_namespaces_secret_is_never_used() {
     op.stop().await;
 }
 
+/// One scripted answer on a raw connection.
+type Answer = Box<dyn FnOnce(&mut std::net::TcpStream) + Send>;
+
 /// A server that answers StopExecution with each hostile answer in turn, then a good one.
-fn hostile_server(answers: Vec<Box<dyn FnOnce(&mut std::net::TcpStream) + Send>>) -> String {
+fn hostile_server(answers: Vec<Answer>) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -292,7 +295,7 @@ async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds()
         "creds",
         common::SK,
     ));
-    let answers: Vec<Box<dyn FnOnce(&mut std::net::TcpStream) + Send>> = vec![
+    let answers: Vec<Answer> = vec![
         Box::new(|s| {
             let body = "<html><body><h1>502 Bad Gateway</h1></body></html>";
             let _ = write!(
