@@ -290,9 +290,24 @@ impl Operator {
             ])
             .args(extra)
             .env("KUBECONFIG", &env.operator_kubeconfig)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                if std::env::var_os("FLOWSTOP_BENCH_OPERATOR_LOG").is_some() {
+                    "debug"
+                } else {
+                    "warn"
+                },
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("FLOWSTOP_BENCH_OPERATOR_LOG") {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)?,
+                ),
+                None => Stdio::null(),
+            })
             .kill_on_drop(true)
             .spawn()?;
         let op = Operator {

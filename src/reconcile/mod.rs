@@ -160,7 +160,8 @@ impl Pass<'_> {
         }
     }
 
-    async fn publish(&self, d: &Decision) {
+    /// Events are best effort and off the critical path: a stop must not wait for them.
+    fn publish(&self, d: &Decision) {
         let Some(ev) = &d.event else { return };
         let event = Event {
             type_: if ev.warning {
@@ -173,14 +174,12 @@ impl Pass<'_> {
             action: "StopExecution".into(),
             secondary: None,
         };
-        if let Err(e) = self
-            .ctx
-            .recorder
-            .publish(&event, &self.obj.object_ref(&()))
-            .await
-        {
-            tracing::warn!(error = %e, "cannot publish event");
-        }
+        let (recorder, reference) = (self.ctx.recorder.clone(), self.obj.object_ref(&()));
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                tracing::warn!(error = %e, "cannot publish event");
+            }
+        });
     }
 
     /// Endpoint and keys, once per pass; None with the reason when they cannot be had.
@@ -321,7 +320,7 @@ pub async fn reconcile(
         };
         if let Some(requeue) = requeue {
             pass.write(&d.status).await?;
-            pass.publish(&d).await;
+            pass.publish(&d);
             ctx.metrics.phase(&uid, pass.status.phase);
             if d.event
                 .as_ref()
@@ -354,7 +353,7 @@ pub async fn reconcile(
                 };
                 // The attempt is on record before the call goes out.
                 pass.write(&d.status).await?;
-                pass.publish(&d).await;
+                pass.publish(&d);
                 pass.call_stop(&account, request_id).await
             }
             Action::Describe { wait_seconds } => pass.call_describe(&account, wait_seconds).await,
