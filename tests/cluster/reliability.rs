@@ -339,6 +339,27 @@ async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds()
     ];
     let url = hostile_server(answers);
     let op = Operator::start(&ns, "http://127.0.0.1:9", &["--call-timeout", "2"]).await;
+    // Every error the operator records passes through status: collect them from a watch.
+    let api: kube::Api<flowstop::crd::ExecutionStop> = kube::Api::namespaced(c.client().await, &ns);
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = errors.clone();
+    let watch = tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut stream = kube::runtime::watcher(api, Default::default()).boxed();
+        while let Some(event) = stream.next().await {
+            if let Ok(
+                kube::runtime::watcher::Event::Apply(o)
+                | kube::runtime::watcher::Event::InitApply(o),
+            ) = event
+            {
+                if let Some(e) = o.status.and_then(|s| s.last_error) {
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("{} {:?} {}", e.code, e.http_status, e.message));
+                }
+            }
+        }
+    });
     c.apply(&estop_yaml(
         &ns,
         "s1",
@@ -347,10 +368,26 @@ async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds()
         &format!("  endpoint: {url}\n"),
     ));
     wait_for(c, &ns, "s1", "condition=Ready");
+    watch.abort();
     let s = status(c, &ns, "s1");
     assert_eq!(s["phase"], "Stopped");
     assert_eq!(s["attempts"], 5, "four hostile answers, then success: {s}");
     assert_eq!(s["requestId"], "final");
+    assert!(s.get("lastError").is_none(), "cleared by the success");
+    let errors = errors.lock().unwrap().join("\n");
+    for clue in [
+        "BadResponse Some(502)",
+        "502 Bad Gateway",
+        "ConnectionFailed",
+        "BadResponse Some(503)",
+        "body larger than",
+        "Timeout",
+    ] {
+        assert!(
+            errors.contains(clue),
+            "status never showed {clue:?}; it showed:\n{errors}"
+        );
+    }
     let events = c.must(
         &[
             "get",
@@ -364,16 +401,6 @@ async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds()
         ],
         None,
     );
-    for clue in [
-        "HTTP 502",
-        "502 Bad Gateway",
-        "body larger than",
-        "timed out",
-    ] {
-        assert!(
-            events.contains(clue),
-            "no Warning event mentions {clue:?}: {events}"
-        );
-    }
+    assert!(events.contains("Retrying"), "{events}");
     op.stop().await;
 }
