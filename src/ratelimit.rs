@@ -10,8 +10,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Share of the configured rate actually used (see `reserve`).
-const MARGIN: f64 = 0.98;
+/// Share of the configured rate actually used.
+const MARGIN: f64 = 1.0;
+
+/// How much later than our first call the service's bucket may start (see `reserve`).
+const ANCHOR_SLACK: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limit {
@@ -43,25 +46,26 @@ impl RateLimiter {
 
     /// How long the caller must wait before its call, having reserved a slot.
     ///
-    /// The bucket starts one token short of the burst and refills 2 % slower than the
-    /// configured rate. The service's bucket starts when our first call *arrives*, and
-    /// later calls can arrive faster than the first (no connection to set up): without
-    /// this margin every call at the edge of the quota risks a 429.
+    /// The service's bucket starts when our first call *arrives*, and later calls can
+    /// arrive faster than the first (no connection to set up). So our refill starts
+    /// `ANCHOR_SLACK` after the first call: a few milliseconds once, instead of a 429 for
+    /// every call at the edge of the quota.
     pub fn reserve(&self, key: &str, now: Instant) -> Duration {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let b = buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: (self.limit.burst - 1.0).max(1.0),
+            tokens: self.limit.burst,
             rate: self.limit.per_second * MARGIN,
-            last: now,
+            last: now + ANCHOR_SLACK,
         });
+        // Before `last` (the anchor, at first) nothing refills.
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * b.rate).min(self.limit.burst);
-        b.last = now;
+        b.last = b.last.max(now);
         b.tokens -= 1.0;
         if b.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64(-b.tokens / b.rate)
+            b.last.saturating_duration_since(now) + Duration::from_secs_f64(-b.tokens / b.rate)
         }
     }
 
@@ -113,42 +117,40 @@ mod tests {
         });
         let t0 = Instant::now();
         let waits: Vec<Duration> = (0..12).map(|_| l.reserve("k", t0)).collect();
-        assert!(waits[..9].iter().all(|w| w.is_zero()), "burst less one");
-        let step = 1.0 / (2.0 * MARGIN);
-        for (i, w) in waits[9..].iter().enumerate() {
-            assert!(
-                (w.as_secs_f64() - step * (i + 1) as f64).abs() < 1e-6,
-                "{i}: {w:?}"
-            );
-        }
+        assert!(waits[..10].iter().all(|w| w.is_zero()), "the burst");
+        assert_eq!(waits[10], ANCHOR_SLACK + Duration::from_millis(500));
+        assert_eq!(waits[11], ANCHOR_SLACK + Duration::from_millis(1000));
+        // Refill runs from the anchor, ANCHOR_SLACK after the first call.
+        let later = t0 + ANCHOR_SLACK + Duration::from_millis(1000);
+        assert_eq!(l.reserve("k", later), Duration::from_millis(500));
         assert!(l.reserve("other", t0).is_zero(), "keys are independent");
     }
 
     #[test]
     fn throttling_slows_the_rate_and_success_restores_it() {
         let l = RateLimiter::new(Limit {
-            burst: 2.0,
+            burst: 1.0,
             per_second: 2.0,
         });
         let t0 = Instant::now();
         l.reserve("k", t0);
         l.throttled("k");
-        let slowed = 2.0 * MARGIN * 0.9;
-        assert!((l.rate("k").unwrap() - slowed).abs() < 1e-9);
+        assert!((l.rate("k").unwrap() - 1.8).abs() < 1e-9);
         assert!(
-            (l.reserve("k", t0).as_secs_f64() - 1.0 / slowed).abs() < 1e-6,
+            (l.reserve("k", t0).as_secs_f64() - ANCHOR_SLACK.as_secs_f64() - 1.0 / 1.8).abs()
+                < 1e-6,
             "the bucket was emptied"
         );
         for _ in 0..60 {
             l.throttled("k");
         }
         assert!(
-            (l.rate("k").unwrap() - 0.2 * MARGIN).abs() < 1e-9,
+            (l.rate("k").unwrap() - 0.2).abs() < 1e-9,
             "never below a tenth"
         );
         for _ in 0..40 {
             l.succeeded("k");
         }
-        assert_eq!(l.rate("k"), Some(2.0 * MARGIN));
+        assert_eq!(l.rate("k"), Some(2.0));
     }
 }

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{Controller, controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -141,6 +141,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             per_second: describe_rate,
         }),
         metrics: metrics.clone(),
+        secrets: reconcile::SecretCache::default(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -197,7 +198,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut runs = vec![];
     let mut stores = vec![];
     for api in apis {
-        let c = Controller::new(api, watcher::Config::default().any_semantic());
+        // Keep only what reconcile reads: managedFields and kubectl's last-applied copy of
+        // the object are most of an object's size, and the store holds every object.
+        let writer = reflector::store::Writer::default();
+        let reader = writer.as_reader();
+        let stream = watcher(api, watcher::Config::default().any_semantic())
+            .modify(|o: &mut ExecutionStop| {
+                o.metadata.managed_fields = None;
+                if let Some(a) = o.metadata.annotations.as_mut() {
+                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                }
+            })
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects();
+        let c = Controller::for_stream(stream, reader);
         stores.push(c.store());
         let shutdown = shutdown.clone();
         let run = c

@@ -28,6 +28,8 @@ pub struct Policy {
     pub credentials_retry: Duration,
     /// How long a stop that answered Running may take to show as Stopped before it is sent again.
     pub confirm_window: Duration,
+    /// Delay before retrying after a 429 (the rate limiter does the real pacing).
+    pub throttle_retry: Duration,
 }
 
 impl Default for Policy {
@@ -40,6 +42,7 @@ impl Default for Policy {
             credentials_recheck: Duration::from_secs(300),
             credentials_retry: Duration::from_secs(3600),
             confirm_window: Duration::from_secs(300),
+            throttle_retry: Duration::from_millis(50),
         }
     }
 }
@@ -438,6 +441,20 @@ fn failure(
                 i.now,
             );
             return (Action::Done, reason::RETRIES_EXHAUSTED);
+        }
+        if counts && e.category() == "throttled" {
+            // The client-side rate limiter, emptied and slowed by this 429, paces the
+            // retry; waiting out a backoff on top would only leave quota unused.
+            s.next_attempt_time = None;
+            set_phase(
+                s,
+                Phase::Retrying,
+                reason::RETRYING,
+                &format!("will retry: {e}"),
+                i.generation,
+                i.now,
+            );
+            return (Action::Wait(i.policy.throttle_retry), reason::RETRYING);
         }
         let delay = backoff(i.policy, s.attempts.max(1), i.jitter);
         let at = plus(i.now, delay);

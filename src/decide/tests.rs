@@ -164,7 +164,7 @@ fn stop_answers() {
         (
             Err(api(429, "ResourceThrottled")),
             Phase::Retrying,
-            Action::Wait(Duration::from_secs(1)),
+            Action::Wait(Duration::from_millis(50)),
             ("False", "Retrying"),
         ),
         (

@@ -6,6 +6,9 @@ use crate::fnf::{Credentials, Provider};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub enum Found {
     /// The keys, and the Secret's resourceVersion when they came from one.
@@ -22,8 +25,50 @@ fn key(secret: &Secret, name: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Secrets read in the last few seconds, by (namespace, name). Without list/watch rights
+/// the operator cannot be told of changes; a short lifetime bounds how long a rotated
+/// Secret goes unnoticed, and spares the API server one read per object in a burst.
+#[derive(Default)]
+pub struct SecretCache {
+    entries: Mutex<HashMap<SecretKey, (Instant, Option<Secret>)>>,
+}
+
+/// (namespace, name)
+type SecretKey = (String, String);
+
+const SECRET_TTL: Duration = Duration::from_secs(5);
+
+impl SecretCache {
+    async fn get(
+        &self,
+        client: &kube::Client,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Secret>, kube::Error> {
+        let key = (ns.to_string(), name.to_string());
+        if let Some((at, secret)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            if at.elapsed() < SECRET_TTL {
+                return Ok(secret.clone());
+            }
+        }
+        let secret = Api::<Secret>::namespaced(client.clone(), ns)
+            .get_opt(name)
+            .await?;
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|_, (at, _)| at.elapsed() < SECRET_TTL);
+        entries.insert(key, (Instant::now(), secret.clone()));
+        Ok(secret)
+    }
+}
+
 pub async fn find(
     client: &kube::Client,
+    cache: &SecretCache,
     operator: &Result<Provider, String>,
     obj: &ExecutionStop,
 ) -> Result<Found, kube::Error> {
@@ -37,8 +82,7 @@ pub async fn find(
         });
     };
     let ns = obj.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let Some(secret) = secrets.get_opt(&reference.name).await? else {
+    let Some(secret) = cache.get(client, &ns, &reference.name).await? else {
         return Ok(Found::Missing(format!(
             "Secret {} not found in namespace {ns}",
             reference.name

@@ -3,6 +3,8 @@
 
 mod credentials;
 
+pub use credentials::SecretCache;
+
 use crate::crd::{ExecutionStop, ExecutionStopSpec, ExecutionStopStatus};
 use crate::decide::{self, Action, Decision, Input, Outcome, Policy};
 use crate::fnf::{Account, Endpoint, Execution, FnfApi, FnfError, Provider, StopRequest};
@@ -36,6 +38,7 @@ pub struct Context {
     pub describe_limiter: RateLimiter,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    pub secrets: SecretCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +194,13 @@ impl Pass<'_> {
             Ok(e) => e,
             Err(m) => return Ok(Err(Observed::Unusable(m))),
         };
-        match credentials::find(&self.ctx.client, &self.ctx.operator_credentials, &self.obj).await?
+        match credentials::find(
+            &self.ctx.client,
+            &self.ctx.secrets,
+            &self.ctx.operator_credentials,
+            &self.obj,
+        )
+        .await?
         {
             Found::Keys(credentials, version) => {
                 let account = Account {
@@ -303,6 +312,8 @@ pub async fn reconcile(
     let uid = pass.obj.metadata.uid.clone().unwrap_or_default();
     let mut observed = Observed::Nothing;
     let mut calls = 0;
+    // The "Stopping" event of an attempt, held until its outcome is known.
+    let mut held: Option<Decision> = None;
     loop {
         let d = pass.decide(&observed);
         let requeue = match d.action {
@@ -320,6 +331,15 @@ pub async fn reconcile(
         };
         if let Some(requeue) = requeue {
             pass.write(&d.status).await?;
+            // "Stopping" followed by "Stopped" in the same pass says nothing the second
+            // does not: publish the outcome alone.
+            if let Some(earlier) = held.take() {
+                let same_pass_success = d.event.as_ref().is_some_and(|e| !e.warning)
+                    && !earlier.event.as_ref().is_some_and(|e| e.warning);
+                if !same_pass_success {
+                    pass.publish(&earlier);
+                }
+            }
             pass.publish(&d);
             ctx.metrics.phase(&uid, pass.status.phase);
             if d.event
@@ -353,7 +373,9 @@ pub async fn reconcile(
                 };
                 // The attempt is on record before the call goes out.
                 pass.write(&d.status).await?;
-                pass.publish(&d);
+                if let Some(earlier) = held.replace(d.clone()) {
+                    pass.publish(&earlier);
+                }
                 pass.call_stop(&account, request_id).await
             }
             Action::Describe { wait_seconds } => pass.call_describe(&account, wait_seconds).await,

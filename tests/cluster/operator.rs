@@ -8,6 +8,39 @@ use crate::operator_support::{
 };
 use serde_json::Value;
 
+/// Events are published off the critical path: wait (bounded) for one to appear.
+pub async fn wait_event(
+    c: &crate::support::Cluster,
+    ns: &str,
+    type_: &str,
+    reason: &str,
+) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let events = c.must(
+            &[
+                "get",
+                "events",
+                "-n",
+                ns,
+                "--field-selector",
+                &format!("type={type_}"),
+                "-o",
+                "json",
+            ],
+            None,
+        );
+        if events.contains(&format!("\"reason\": \"{reason}\"")) {
+            return events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {type_} event {reason}: {events}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn condition<'a>(s: &'a Value, type_: &str) -> &'a Value {
     s["conditions"]
         .as_array()
@@ -68,11 +101,9 @@ async fn a_running_execution_is_stopped_once() {
         table.contains("Stopped") && table.contains("EXECUTION STATUS"),
         "{table}"
     );
-    let events = c.must(&["get", "events", "-n", &ns, "-o", "json"], None);
-    assert!(
-        events.contains("\"Stopped\"") && events.contains("\"Stopping\""),
-        "{events}"
-    );
+    // One Normal event for the outcome (a Stopping event in the same pass is folded in).
+    let events = wait_event(c, &ns, "Normal", "Stopped").await;
+    assert!(!events.contains("\"Stopping\""), "{events}");
     assert!(!events.contains(common::SK));
     op.stop().await;
 }
@@ -141,20 +172,12 @@ async fn transient_errors_are_retried_until_success() {
     assert_eq!(s.get("lastError"), None);
     assert_eq!(cloud.calls("StopExecution"), 4);
     assert_eq!(cloud.count("StopExecution", "OK"), 1);
-    let warnings = c.must(
-        &[
-            "get",
-            "events",
-            "-n",
-            &ns,
-            "--field-selector",
-            "type=Warning",
-            "-o",
-            "json",
-        ],
-        None,
+    let warnings = wait_event(c, &ns, "Warning", "Retrying").await;
+    assert!(
+        warnings.contains("ResourceThrottled") || warnings.contains("InternalServerError"),
+        "{warnings}"
     );
-    assert!(warnings.contains("Retrying"), "{warnings}");
+    wait_event(c, &ns, "Normal", "Stopping").await;
     op.stop().await;
 }
 

@@ -388,19 +388,6 @@ async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds()
             "status never showed {clue:?}; it showed:\n{errors}"
         );
     }
-    let events = c.must(
-        &[
-            "get",
-            "events",
-            "-n",
-            &ns,
-            "--field-selector",
-            "type=Warning",
-            "-o",
-            "json",
-        ],
-        None,
-    );
-    assert!(events.contains("Retrying"), "{events}");
+    crate::operator::wait_event(c, &ns, "Warning", "Retrying").await;
     op.stop().await;
 }
