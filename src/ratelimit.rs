@@ -2,7 +2,7 @@
 //! shaped like the service's own token buckets, and slowing down further on 429.
 //!
 //! A 429 means the service's bucket is empty: ours is emptied too (that re-aligns the
-//! two clocks) and the rate drops by a tenth; each success wins back a twentieth of the
+//! two clocks) and the rate drops by a twentieth; each success wins back a twentieth of the
 //! configured rate. Halving instead made a single 429, caused by a few milliseconds of
 //! network jitter at the edge of the quota, cost a third of the throughput.
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 const MARGIN: f64 = 1.0;
 
 /// How much later than our first call the service's bucket may start (see `reserve`).
-const ANCHOR_SLACK: Duration = Duration::from_millis(10);
+const ANCHOR_SLACK: Duration = Duration::from_millis(30);
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limit {
@@ -78,12 +78,12 @@ impl RateLimiter {
         wait
     }
 
-    /// The service said 429: empty this key's bucket and slow it by a tenth (not below
+    /// The service said 429: empty this key's bucket and slow it by a twentieth (not below
     /// a tenth of the configured rate).
     pub fn throttled(&self, key: &str) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = buckets.get_mut(key) {
-            b.rate = (b.rate * 0.9).max(self.limit.per_second * MARGIN / 10.0);
+            b.rate = (b.rate * 0.95).max(self.limit.per_second * MARGIN / 10.0);
             b.tokens = b.tokens.min(0.0);
         }
     }
@@ -135,9 +135,9 @@ mod tests {
         let t0 = Instant::now();
         l.reserve("k", t0);
         l.throttled("k");
-        assert!((l.rate("k").unwrap() - 1.8).abs() < 1e-9);
+        assert!((l.rate("k").unwrap() - 1.9).abs() < 1e-9);
         assert!(
-            (l.reserve("k", t0).as_secs_f64() - ANCHOR_SLACK.as_secs_f64() - 1.0 / 1.8).abs()
+            (l.reserve("k", t0).as_secs_f64() - ANCHOR_SLACK.as_secs_f64() - 1.0 / 1.9).abs()
                 < 1e-6,
             "the bucket was emptied"
         );

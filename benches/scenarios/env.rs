@@ -384,6 +384,19 @@ impl Operator {
     }
 }
 
+/// CPU seconds a process has used so far (user + system), from /proc.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (field(11) + field(12)) / 100.0
+}
+
 /// When each object was first seen Stopping and first seen Ready (or final).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Seen {

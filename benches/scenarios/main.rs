@@ -21,7 +21,7 @@ struct Args {
     /// Where to write results.json, results.md and quota.png
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
-    /// Run only these scenarios (latency, burst, quota, rest); all when empty
+    /// Run only these scenarios (latency, burst, quota, emulator, rest); all when empty
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Accept cargo's own `--bench` flag
@@ -66,6 +66,11 @@ async fn main() -> anyhow::Result<()> {
             quota_runs.push(scenarios::quota_peer(&python, mode, quota, repeats).await?);
         }
     }
+    let emulator = if run("emulator") {
+        Some(scenarios::emulator_throughput(if args.small { 500 } else { 20_000 }, repeats).await?)
+    } else {
+        None
+    };
     let at_rest = if run("rest") {
         Some(scenarios::at_rest(&env, rest, repeats).await?)
     } else {
@@ -85,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
             "aliyun CLI: the Go module proxy refuses github.com/aliyun/aliyun-cli/v3 (403 \"not available\"), so it cannot be built here".into(),
         ],
         at_rest,
+        emulator,
     };
     std::fs::write(
         out.join("results.json"),

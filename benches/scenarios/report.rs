@@ -57,6 +57,7 @@ pub struct Results {
     pub quota: Vec<QuotaRun>,
     pub peers_unavailable: Vec<String>,
     pub at_rest: Option<Rest>,
+    pub emulator: Option<crate::scenarios::EmulatorThroughput>,
 }
 
 fn mark(ok: bool) -> &'static str {
@@ -111,6 +112,10 @@ pub fn markdown(r: &Results) -> String {
             "| | operator CPU (s) / peak RSS (MiB) | {} / {:.1} | | |\n",
             b.operator_cpu_s, b.operator_peak_rss_mib
         );
+        s += &format!(
+            "| | CPU (s) of kube-apiserver / etcd / fnf-emulator in the same run | {:.2} / {:.2} / {:.2} | | |\n",
+            b.apiserver_cpu_s, b.etcd_cpu_s, b.emulator_cpu_s
+        );
     }
     for q in &r.quota {
         let best = r
@@ -140,6 +145,17 @@ pub fn markdown(r: &Results) -> String {
     }
     for p in &r.peers_unavailable {
         s += &format!("| quota | {p} | not run | | |\n");
+    }
+    if let Some(e) = &r.emulator {
+        s += &format!(
+            "| fnf-emulator ({} signed DescribeExecution, {} in flight, client on the same machine) | requests/s | {:.0} ({:.0}–{:.0}, {} runs) | never the bottleneck | |\n",
+            e.requests,
+            e.concurrency,
+            e.requests_per_s.median,
+            e.requests_per_s.min,
+            e.requests_per_s.max,
+            e.requests_per_s.runs
+        );
     }
     if let Some(a) = &r.at_rest {
         s += &format!(

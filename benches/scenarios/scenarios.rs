@@ -95,11 +95,16 @@ pub struct Burst {
     pub event_writes_per_object: f64,
     pub operator_cpu_s: Spread,
     pub operator_peak_rss_mib: f64,
+    /// CPU seconds of kube-apiserver, etcd and the emulator during the burst (median run)
+    pub apiserver_cpu_s: f64,
+    pub etcd_cpu_s: f64,
+    pub emulator_cpu_s: f64,
 }
 
 pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst> {
     let (mut walls, mut rates, mut cpus) = (vec![], vec![], vec![]);
     let (mut calls, mut status, mut events, mut rss) = (0.0, 0.0, 0.0, 0.0f64);
+    let mut others: Vec<[f64; 3]> = vec![];
     for r in 0..repeats {
         let emu = Emulator::start(&["--no-quota"]).await?;
         emu.executions("burst", n).await?;
@@ -113,12 +118,29 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
             .map(|(i, name)| estop(name, &format!("burst-{i}")))
             .collect();
         let (cpu0, _, _) = op.usage();
+        let (etcd_pid, api_pid) = env.plane.pids();
+        let emu_pid = emu._child.id().unwrap_or(0);
+        let others0 = [
+            env::cpu_seconds(api_pid.unwrap_or(0)),
+            env::cpu_seconds(etcd_pid.unwrap_or(0)),
+            env::cpu_seconds(emu_pid),
+        ];
         let before = env.apiserver_requests().await?;
         let t0 = create_all(&env.client, &ns, objs, 64).await?;
         let done = watch.all_done(&names, Duration::from_secs(600)).await?;
         let wall = (done - t0).as_secs_f64();
         let after = env.apiserver_requests().await?;
         let (cpu1, peak, _) = op.usage();
+        let others1 = [
+            env::cpu_seconds(api_pid.unwrap_or(0)),
+            env::cpu_seconds(etcd_pid.unwrap_or(0)),
+            env::cpu_seconds(emu_pid),
+        ];
+        others.push([
+            others1[0] - others0[0],
+            others1[1] - others0[1],
+            others1[2] - others0[2],
+        ]);
         let counters = emu.counters().await?;
         let stops: f64 = counters["StopExecution"]
             .as_object()
@@ -132,7 +154,12 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
         rss = rss.max(peak);
         eprintln!("burst run {r}: {n} objects in {wall:.2} s");
     }
+    others.sort_by(|a, b| a[0].partial_cmp(&b[0]).expect("no NaN"));
+    let mid = others[others.len() / 2];
     Ok(Burst {
+        apiserver_cpu_s: mid[0],
+        etcd_cpu_s: mid[1],
+        emulator_cpu_s: mid[2],
         n,
         wall_s: spread(&walls),
         objects_per_s: spread(&rates),
@@ -382,5 +409,54 @@ pub async fn at_rest(env: &Env, n: usize, restarts: usize) -> anyhow::Result<Res
         status_writes,
         apiserver_writes: api_writes,
         rss_mib: spread(&rss),
+    })
+}
+
+#[derive(Serialize, Debug)]
+pub struct EmulatorThroughput {
+    pub requests: usize,
+    pub concurrency: usize,
+    pub requests_per_s: Spread,
+}
+
+/// Signed DescribeExecution calls against fnf-emulator (no quota), from this process.
+pub async fn emulator_throughput(n: usize, repeats: usize) -> anyhow::Result<EmulatorThroughput> {
+    use futures::StreamExt;
+    let emu = Emulator::start(&["--no-quota"]).await?;
+    emu.executions("thr", 1).await?;
+    let account = flowstop::fnf::Account {
+        endpoint: flowstop::fnf::Endpoint::url(&emu.url, false)?,
+        credentials: flowstop::fnf::Credentials::new(env::AK, env::SK, None),
+    };
+    let client = flowstop::fnf::Client::new(
+        flowstop::fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
+        Duration::from_secs(10),
+    );
+    let concurrency = 32;
+    let mut rates = vec![];
+    for _ in 0..repeats {
+        let t0 = Instant::now();
+        let results: Vec<_> = futures::stream::iter(0..n)
+            .map(|_| {
+                let (client, account) = (client.clone(), account.clone());
+                async move {
+                    client
+                        .describe_execution(&account, "f", "thr-0", None)
+                        .await
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let wall = t0.elapsed().as_secs_f64();
+        for r in results {
+            r?;
+        }
+        rates.push(n as f64 / wall);
+    }
+    Ok(EmulatorThroughput {
+        requests: n,
+        concurrency,
+        requests_per_s: spread(&rates),
     })
 }
