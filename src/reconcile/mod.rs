@@ -367,7 +367,10 @@ pub async fn reconcile(
                         .await,
                 );
                 // Decide again after the wait, so the recorded attempt time is the real one.
-                let d = pass.decide(&Observed::Nothing);
+                // On the same observation: the status on record may still hold what that
+                // observation settled (a pending attempt a Describe just resolved), and
+                // deciding from it alone would ask for that Describe again, forever.
+                let d = pass.decide(&observed);
                 let Action::Stop { request_id } = d.action.clone() else {
                     continue;
                 };

@@ -355,3 +355,69 @@ async fn a_restarted_operator_makes_no_calls_and_no_writes_for_finished_objects(
     }
     op.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_left_pending_by_a_crash_is_confirmed_then_made() {
+    // As if an operator died after recording attempt 1 and before its call went out.
+    let c = installed();
+    let ns = c.namespace("pending");
+    let cloud = Cloud::new(|_| {}).await;
+    cloud.flow("f").await;
+    cloud.start("f", "e1", None).await;
+    cloud.start("f", "e2", None).await;
+    assert!(
+        c.apply(&crate::operator_support::secret_yaml(
+            &ns,
+            "creds",
+            common::SK
+        ))
+        .0
+    );
+    // The status the operator itself would have applied as its intent record.
+    let api: kube::Api<flowstop::crd::ExecutionStop> = kube::Api::namespaced(c.client().await, &ns);
+    for (name, exec) in [("s1", "e1"), ("s2", "e2")] {
+        assert!(c.apply(&estop_yaml(&ns, name, "f", exec, "")).0);
+        let intent = serde_json::json!({"apiVersion": "flowstop.dev/v1alpha1", "kind": "ExecutionStop", "status": {
+            "phase": "Stopping", "attempts": 1, "pendingRequestId": format!("crashed-{name}"), "lastAttemptTime": "2026-01-01T00:00:00Z"}});
+        let params = kube::api::PatchParams::apply(flowstop::reconcile::MANAGER).force();
+        api.patch_status(name, &params, &kube::api::Patch::Apply(&intent))
+            .await
+            .unwrap();
+    }
+    // e2's lost call had in fact gone out.
+    let stopped = cloud
+        .client
+        .stop_execution(
+            &cloud.account,
+            &flowstop::fnf::StopRequest {
+                flow_name: "f".into(),
+                execution_name: "e2".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(stopped.status.as_str(), "Stopped");
+    let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
+    wait_for(c, &ns, "s1", "condition=Ready");
+    wait_for(c, &ns, "s2", "condition=Ready");
+    let (s1, s2) = (status(c, &ns, "s1"), status(c, &ns, "s2"));
+    assert_eq!(
+        (s1["phase"].as_str(), s1["attempts"].as_u64()),
+        (Some("Stopped"), Some(2)),
+        "confirmed running, then attempt 2: {s1}"
+    );
+    assert_eq!(
+        (s2["phase"].as_str(), s2["attempts"].as_u64()),
+        (Some("Stopped"), Some(1)),
+        "confirmed stopped, no new call: {s2}"
+    );
+    assert!(s1.get("pendingRequestId").is_none() && s2.get("pendingRequestId").is_none());
+    assert_eq!(
+        cloud.calls("StopExecution"),
+        2,
+        "one call for e1 by the operator, one for e2 before it started"
+    );
+    assert!(cloud.count("DescribeExecution", "OK") >= 2);
+    op.stop().await;
+}
