@@ -232,43 +232,60 @@ impl Emulator {
 
     /// Starts `n` running executions `prefix-i` of flow `f` (creating the flow).
     pub async fn executions(&self, prefix: &str, n: usize) -> anyhow::Result<()> {
-        let account = flowstop::fnf::Account {
-            endpoint: flowstop::fnf::Endpoint::url(&self.url, false)?,
-            credentials: flowstop::fnf::Credentials::new(AK, SK, None),
-        };
-        let client = flowstop::fnf::Client::new(
-            flowstop::fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
-            Duration::from_secs(10),
-        );
-        let create = flowstop::fnf::Unsigned {
-            method: "POST",
-            action: "CreateFlow",
-            query: vec![],
-            body: vec![
-                ("Name", "f".into()),
-                ("Definition", "Type: StateMachine".into()),
-            ],
-        };
-        let _ = client
-            .call::<serde_json::Value>(&account, &create, Duration::ZERO)
-            .await;
-        let results: Vec<_> = futures::stream::iter(0..n)
-            .map(|i| {
-                let (client, account) = (client.clone(), account.clone());
-                async move {
-                    client
-                        .start_execution(&account, "f", Some(&format!("{prefix}-{i}")), None)
-                        .await
-                }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        for r in results {
-            r?;
-        }
-        Ok(())
+        start_executions(&self.url, (AK, SK), prefix, n).await
     }
+}
+
+/// Creates flow `f` and starts `n` running executions `prefix-i`, with the given key
+/// (retrying what the service says may pass, e.g. a quota that is already in use).
+pub async fn start_executions(
+    url: &str,
+    key: (&str, &str),
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    let account = flowstop::fnf::Account {
+        endpoint: flowstop::fnf::Endpoint::url(url, false)?,
+        credentials: flowstop::fnf::Credentials::new(key.0, key.1, None),
+    };
+    let client = flowstop::fnf::Client::new(
+        flowstop::fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
+        Duration::from_secs(10),
+    );
+    let create = flowstop::fnf::Unsigned {
+        method: "POST",
+        action: "CreateFlow",
+        query: vec![],
+        body: vec![
+            ("Name", "f".into()),
+            ("Definition", "Type: StateMachine".into()),
+        ],
+    };
+    // An existing flow (FlowAlreadyExists) is fine.
+    let _ = client
+        .call::<serde_json::Value>(&account, &create, Duration::ZERO)
+        .await;
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (client, account) = (client.clone(), account.clone());
+            async move {
+                let name = format!("{prefix}-{i}");
+                let mut tries = 0;
+                while let Err(e) = client
+                    .start_execution(&account, "f", Some(&name), None)
+                    .await
+                {
+                    tries += 1;
+                    anyhow::ensure!(e.retryable() && tries < 50, "starting {name}: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 pub struct Operator {

@@ -210,44 +210,8 @@ async fn quota_emulator(prefix: &str, n: usize) -> anyhow::Result<Emulator> {
         "seed:seedSecret",
     ])
     .await?;
-    seed(&emu.url, prefix, n).await?;
+    env::start_executions(&emu.url, ("seed", "seedSecret"), prefix, n).await?;
     Ok(emu)
-}
-
-async fn seed(url: &str, prefix: &str, n: usize) -> anyhow::Result<()> {
-    let account = flowstop::fnf::Account {
-        endpoint: flowstop::fnf::Endpoint::url(url, false)?,
-        credentials: flowstop::fnf::Credentials::new("seed", "seedSecret", None),
-    };
-    let client = flowstop::fnf::Client::new(
-        flowstop::fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
-        Duration::from_secs(10),
-    );
-    let create = flowstop::fnf::Unsigned {
-        method: "POST",
-        action: "CreateFlow",
-        query: vec![],
-        body: vec![
-            ("Name", "f".into()),
-            ("Definition", "Type: StateMachine".into()),
-        ],
-    };
-    let _ = client
-        .call::<serde_json::Value>(&account, &create, Duration::ZERO)
-        .await;
-    for i in 0..n {
-        // StartExecution's own bucket (100, refilling 1000/s here) never throttles this.
-        let mut tries = 0;
-        while let Err(e) = client
-            .start_execution(&account, "f", Some(&format!("{prefix}-{i}")), None)
-            .await
-        {
-            tries += 1;
-            anyhow::ensure!(e.retryable() && tries < 50, "seeding: {e}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    Ok(())
 }
 
 pub async fn quota_flowstop(env: &Env, n: usize, repeats: usize) -> anyhow::Result<QuotaRun> {

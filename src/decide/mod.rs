@@ -174,19 +174,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
             s.last_error = None;
             s.next_attempt_time = None;
             if e.status == ExecutionStatus::Stopped {
-                let msg = format!(
-                    "execution {} of flow {} stopped",
-                    i.spec.execution_name, i.spec.flow_name
-                );
-                set_phase(
-                    &mut s,
-                    Phase::Stopped,
-                    reason::STOPPED,
-                    &msg,
-                    i.generation,
-                    i.now,
-                );
-                (Action::Done, reason::STOPPED)
+                stopped(i, &mut s)
             } else if e.status.is_final() {
                 finished(i, &mut s, e)
             } else {
@@ -251,19 +239,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 if ours {
                     s.last_error = None;
                     s.next_attempt_time = None;
-                    let msg = format!(
-                        "execution {} of flow {} stopped",
-                        i.spec.execution_name, i.spec.flow_name
-                    );
-                    set_phase(
-                        &mut s,
-                        Phase::Stopped,
-                        reason::STOPPED,
-                        &msg,
-                        i.generation,
-                        i.now,
-                    );
-                    (Action::Done, reason::STOPPED)
+                    stopped(i, &mut s)
                 } else {
                     finished(i, &mut s, e)
                 }
@@ -392,6 +368,22 @@ fn stop_attempt(i: &Input<'_>, s: &mut ExecutionStopStatus, extra: bool) -> (Act
         i.now,
     );
     (Action::Stop { request_id }, reason::STOPPING)
+}
+
+fn stopped(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static str) {
+    let msg = format!(
+        "execution {} of flow {} stopped",
+        i.spec.execution_name, i.spec.flow_name
+    );
+    set_phase(
+        s,
+        Phase::Stopped,
+        reason::STOPPED,
+        &msg,
+        i.generation,
+        i.now,
+    );
+    (Action::Done, reason::STOPPED)
 }
 
 fn finished(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &Execution) -> (Action, &'static str) {
