@@ -21,15 +21,7 @@ fn account(emu: &flowstop::emulator::Running, id: &str, secret: &str) -> Account
 }
 
 async fn create_flow(c: &fnf::Client, a: &Account, name: &str) {
-    let u = Unsigned {
-        method: "POST",
-        action: "CreateFlow",
-        query: vec![],
-        body: vec![
-            ("Name", name.into()),
-            ("Definition", "Type: StateMachine\nName: x".into()),
-        ],
-    };
+    let u = Unsigned::create_flow(name, "Type: StateMachine\nName: x");
     c.call::<serde_json::Value>(a, &u, Duration::ZERO)
         .await
         .unwrap();

@@ -93,15 +93,7 @@ async fn exchanges_caches_and_refreshes_with_the_rotated_token() {
         endpoint: Endpoint::url(&emu.url(), false).unwrap(),
         credentials: refreshed,
     };
-    let create = Unsigned {
-        method: "POST",
-        action: "CreateFlow",
-        query: vec![],
-        body: vec![
-            ("Name", "f".into()),
-            ("Definition", "Type: StateMachine".into()),
-        ],
-    };
+    let create = Unsigned::create_flow("f", "Type: StateMachine");
     client
         .call::<serde_json::Value>(&account, &create, Duration::ZERO)
         .await

@@ -252,15 +252,7 @@ pub async fn start_executions(
         flowstop::fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
         Duration::from_secs(10),
     );
-    let create = flowstop::fnf::Unsigned {
-        method: "POST",
-        action: "CreateFlow",
-        query: vec![],
-        body: vec![
-            ("Name", "f".into()),
-            ("Definition", "Type: StateMachine".into()),
-        ],
-    };
+    let create = flowstop::fnf::Unsigned::create_flow("f", "Type: StateMachine");
     // An existing flow (FlowAlreadyExists) is fine.
     let _ = client
         .call::<serde_json::Value>(&account, &create, Duration::ZERO)

@@ -179,48 +179,24 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 finished(i, &mut s, e)
             } else {
                 let msg = format!("StopExecution accepted (status {}); confirming", e.status);
-                set_phase(
-                    &mut s,
-                    Phase::Stopping,
-                    reason::CONFIRMING,
-                    &msg,
-                    i.generation,
-                    i.now,
-                );
-                (
-                    Action::Describe {
-                        wait_seconds: i.policy.describe_wait,
-                    },
-                    reason::CONFIRMING,
-                )
+                confirming(i, &mut s, &msg, i.policy.describe_wait)
             }
         }
         Outcome::Stop(Err(e)) => {
             s.pending_request_id = None;
             s.last_error = Some(last_error(e));
             if e.is_already_completed() {
-                set_phase(
+                confirming(
+                    i,
                     &mut s,
-                    Phase::Stopping,
-                    reason::CONFIRMING,
                     "execution already completed; reading its final status",
-                    i.generation,
-                    i.now,
-                );
-                (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
+                    0,
+                )
             } else if garbled_success(e) {
                 // The service said yes but the answer is unreadable: the stop probably
                 // happened. Look instead of sending it again.
                 let msg = format!("unreadable answer to StopExecution ({e}); confirming");
-                set_phase(
-                    &mut s,
-                    Phase::Stopping,
-                    reason::CONFIRMING,
-                    &msg,
-                    i.generation,
-                    i.now,
-                );
-                (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
+                confirming(i, &mut s, &msg, 0)
             } else {
                 failure(i, &mut s, e, true)
             }
@@ -253,20 +229,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
                     .map_or(Duration::ZERO, |t| until(t.0, i.now));
                 if since < i.policy.confirm_window {
                     let msg = format!("waiting for the execution to stop (status {})", e.status);
-                    set_phase(
-                        &mut s,
-                        Phase::Stopping,
-                        reason::CONFIRMING,
-                        &msg,
-                        i.generation,
-                        i.now,
-                    );
-                    (
-                        Action::Describe {
-                            wait_seconds: i.policy.describe_wait,
-                        },
-                        reason::CONFIRMING,
-                    )
+                    confirming(i, &mut s, &msg, i.policy.describe_wait)
                 } else {
                     s.request_id = None;
                     next_step(i, &mut s)
@@ -309,15 +272,7 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static st
             // An attempt was recorded but its outcome was not: it may have gone out.
             // Look before calling again.
             let msg = "confirming the outcome of an attempt in progress before trying again";
-            set_phase(
-                s,
-                Phase::Stopping,
-                reason::CONFIRMING,
-                msg,
-                i.generation,
-                i.now,
-            );
-            (Action::Describe { wait_seconds: 0 }, reason::CONFIRMING)
+            confirming(i, s, msg, 0)
         }
         Some(Phase::Stopping) if s.request_id.is_some() => (
             Action::Describe {
@@ -368,6 +323,24 @@ fn stop_attempt(i: &Input<'_>, s: &mut ExecutionStopStatus, extra: bool) -> (Act
         i.now,
     );
     (Action::Stop { request_id }, reason::STOPPING)
+}
+
+/// Stays Stopping and asks DescribeExecution how the execution stands.
+fn confirming(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    msg: &str,
+    wait_seconds: u32,
+) -> (Action, &'static str) {
+    set_phase(
+        s,
+        Phase::Stopping,
+        reason::CONFIRMING,
+        msg,
+        i.generation,
+        i.now,
+    );
+    (Action::Describe { wait_seconds }, reason::CONFIRMING)
 }
 
 fn stopped(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static str) {

@@ -123,6 +123,20 @@ impl Unsigned {
         }
     }
 
+    /// CreateFlow, for tooling and tests.
+    pub fn create_flow(name: &str, definition: &str) -> Self {
+        let body = vec![
+            ("Name", name.to_string()),
+            ("Definition", definition.to_string()),
+        ];
+        Unsigned {
+            method: "POST",
+            action: "CreateFlow",
+            query: vec![],
+            body,
+        }
+    }
+
     pub fn start(flow: &str, execution: Option<&str>, input: Option<&str>) -> Self {
         let mut body = vec![("FlowName", flow.to_string())];
         push_opt(&mut body, "ExecutionName", &execution.map(String::from));

@@ -181,15 +181,7 @@ impl Cloud {
     }
 
     pub async fn flow(&self, name: &str) {
-        let u = Unsigned {
-            method: "POST",
-            action: "CreateFlow",
-            query: vec![],
-            body: vec![
-                ("Name", name.into()),
-                ("Definition", "Type: StateMachine\nName: x".into()),
-            ],
-        };
+        let u = Unsigned::create_flow(name, "Type: StateMachine\nName: x");
         self.client
             .call::<serde_json::Value>(&self.account, &u, Duration::ZERO)
             .await
