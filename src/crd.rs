@@ -181,6 +181,11 @@ pub struct ExecutionStopStatus {
     /// RequestId of the call that succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// RequestId of an attempt whose outcome is unknown (its answer was lost to a timeout,
+    /// a broken connection, a 5xx or a restart). If the execution is later found Stopped,
+    /// this attempt is taken to be what stopped it; otherwise someone else did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed_request_id: Option<String>,
     /// resourceVersion of the credentials Secret when it was last rejected (403), so a
     /// changed Secret is retried at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,7 @@
 
 use crate::crd::ExecutionStop;
 use crate::decide::Policy;
+use crate::decide::endpoint::{DEFAULT_ALLOWED_HOSTS, Endpoints, HostPattern, parse_allowlist};
 use crate::fnf::{self, Endpoint, Provider};
 use crate::lease::{self, LeaseConfig};
 use crate::ratelimit::{Limit, RateLimiter};
@@ -31,6 +32,15 @@ pub struct RunArgs {
     /// Allow plain-http endpoints that are not on loopback
     #[arg(long, env = "FLOWSTOP_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
+    /// Hosts that objects using the operator's own credentials may name in spec.endpoint
+    /// (comma-separated; `*` stands for one DNS label). Objects with their own Secret may
+    /// name any endpoint; regionId and the operator's default are always allowed.
+    #[arg(long, env = "FLOWSTOP_ALLOWED_ENDPOINT_HOSTS", default_value = DEFAULT_ALLOWED_HOSTS, value_parser = parse_allowlist)]
+    pub allowed_endpoint_hosts: std::vec::Vec<HostPattern>,
+    /// PEM file of extra CA certificates to trust for fnf and STS calls (a private
+    /// endpoint, a TLS-inspecting proxy), on top of the built-in roots
+    #[arg(long, env = "FLOWSTOP_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<std::path::PathBuf>,
     /// Objects reconciled at the same time
     #[arg(long, env = "FLOWSTOP_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
@@ -60,6 +70,14 @@ pub struct RunArgs {
     /// Long-poll of DescribeExecution when confirming a stop, in seconds (0–60)
     #[arg(long, env = "FLOWSTOP_DESCRIBE_WAIT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=60))]
     pub describe_wait: u32,
+    /// How often an object whose credentials were rejected (403) checks whether its
+    /// Secret changed (one get), in seconds
+    #[arg(long, env = "FLOWSTOP_CREDENTIALS_RECHECK_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub credentials_recheck_seconds: u64,
+    /// After this long, an object whose credentials were rejected tries once more even
+    /// if nothing changed, in seconds
+    #[arg(long, env = "FLOWSTOP_CREDENTIALS_RETRY_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub credentials_retry_seconds: u64,
     /// Address of /metrics, /healthz and /readyz
     #[arg(long, env = "FLOWSTOP_METRICS_ADDR", default_value = "127.0.0.1:8080")]
     pub metrics_addr: SocketAddr,
@@ -87,6 +105,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         region,
         endpoint,
         allow_insecure_http,
+        allowed_endpoint_hosts,
+        extra_ca_file,
         concurrency,
         stop_rate,
         stop_burst,
@@ -97,6 +117,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         backoff_max_ms,
         call_timeout,
         describe_wait,
+        credentials_recheck_seconds,
+        credentials_retry_seconds,
         metrics_addr,
         leader_election,
         lease_name,
@@ -115,21 +137,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         (None, None) => None,
     };
     let timeout = Duration::from_secs(call_timeout);
-    let http = fnf::http_client(Duration::from_secs(5).min(timeout), timeout);
+    let extra_ca = match &extra_ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    let http = fnf::http_client_trusting(
+        Duration::from_secs(5).min(timeout),
+        timeout,
+        extra_ca.as_deref(),
+    )?;
     let operator_credentials =
         Provider::from_env(|k| std::env::var(k).ok(), http.clone()).map_err(|e| e.to_string());
     let metrics = Arc::new(Metrics::default());
     let ctx = Arc::new(Context {
         client: client.clone(),
         fnf: Arc::new(fnf::Client::new(http, timeout)),
-        default_endpoint,
-        allow_insecure_http,
+        endpoints: Endpoints {
+            default: default_endpoint,
+            allow_insecure_http,
+            allowed_hosts: allowed_endpoint_hosts,
+        },
         operator_credentials,
         policy: Policy {
             max_attempts,
             backoff_base: Duration::from_millis(backoff_base_ms),
             backoff_max: Duration::from_millis(backoff_max_ms),
             describe_wait,
+            credentials_recheck: Duration::from_secs(credentials_recheck_seconds),
+            credentials_retry: Duration::from_secs(credentials_retry_seconds),
             ..Policy::default()
         },
         stop_limiter: RateLimiter::new(Limit {
@@ -228,6 +265,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             });
         runs.push(run);
     }
+    metrics.count_objects_in(stores.clone());
     tokio::spawn(async move {
         for s in stores {
             // The store's readiness signal wakes only its most recent waiter, and the

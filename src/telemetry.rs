@@ -1,17 +1,18 @@
 //! Logs (text or JSON), Prometheus metrics, and the health endpoints.
 
-use crate::crd::Phase;
+use crate::crd::{ExecutionStop, Phase};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use prometheus_client::encoding::EncodeLabelSet;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -55,9 +56,8 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     latency: Family<ActionLabel, Histogram>,
     retries: Counter,
-    objects: Family<PhaseLabel, Gauge>,
+    objects: Arc<ObjectsByPhase>,
     limiter_wait_micros: Counter,
-    phases: Mutex<HashMap<String, Phase>>,
     pub ready: AtomicBool,
     status_writes: Counter,
 }
@@ -73,7 +73,7 @@ impl Default for Metrics {
             ])
         });
         let retries = Counter::default();
-        let objects = Family::<PhaseLabel, Gauge>::default();
+        let objects = Arc::new(ObjectsByPhase::default());
         let limiter_wait_micros = Counter::default();
         let status_writes = Counter::default();
         registry.register(
@@ -97,11 +97,7 @@ impl Default for Metrics {
             "Retries scheduled after retryable errors",
             retries.clone(),
         );
-        registry.register(
-            "objects",
-            "ExecutionStops by phase, as last seen",
-            objects.clone(),
-        );
+        registry.register_collector(Box::new(objects.clone()));
         registry.register(
             "rate_limiter_wait_microseconds",
             "Time spent waiting for the client-side fnf rate limiter",
@@ -115,7 +111,6 @@ impl Default for Metrics {
             retries,
             objects,
             limiter_wait_micros,
-            phases: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             status_writes,
         }
@@ -157,30 +152,13 @@ impl Metrics {
         self.status_writes.inc();
     }
 
-    /// Records the phase of one object and updates the per-phase gauge.
-    pub fn phase(&self, uid: &str, phase: Option<Phase>) {
-        let mut phases = self.phases.lock().unwrap_or_else(|p| p.into_inner());
-        let old = match phase {
-            Some(p) => phases.insert(uid.to_string(), p),
-            None => phases.remove(uid),
-        };
-        if old == phase {
-            return;
-        }
-        if let Some(o) = old {
-            self.objects
-                .get_or_create(&PhaseLabel {
-                    phase: o.as_str().into(),
-                })
-                .dec();
-        }
-        if let Some(p) = phase {
-            self.objects
-                .get_or_create(&PhaseLabel {
-                    phase: p.as_str().into(),
-                })
-                .inc();
-        }
+    /// The controllers' caches, which `flowstop_objects` counts at each scrape.
+    pub fn count_objects_in(&self, stores: Vec<Store<ExecutionStop>>) {
+        *self
+            .objects
+            .stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = stores;
     }
 
     pub fn encode(&self) -> String {
@@ -188,6 +166,59 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+}
+
+/// `flowstop_objects{phase}`: the watched ExecutionStops by `status.phase`, counted from
+/// the controllers' caches when scraped, so deleted objects drop out at once and nothing
+/// grows with churn. Objects without a status yet count as Pending. Nothing is reported
+/// before this replica watches (a standby).
+#[derive(Debug, Default)]
+struct ObjectsByPhase {
+    stores: Mutex<Vec<Store<ExecutionStop>>>,
+}
+
+const PHASES: [Phase; 6] = [
+    Phase::Pending,
+    Phase::Stopping,
+    Phase::Retrying,
+    Phase::Stopped,
+    Phase::AlreadyFinished,
+    Phase::Failed,
+];
+
+impl Collector for ObjectsByPhase {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if stores.is_empty() {
+            return Ok(());
+        }
+        let mut counts = [0i64; PHASES.len()];
+        for obj in stores.iter().flat_map(|s| s.state()) {
+            let phase = obj
+                .status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(Phase::Pending);
+            if let Some(n) = PHASES.iter().position(|p| *p == phase) {
+                counts[n] += 1;
+            }
+        }
+        let family = Family::<PhaseLabel, Gauge>::default();
+        for (phase, n) in PHASES.iter().zip(counts) {
+            family
+                .get_or_create(&PhaseLabel {
+                    phase: phase.as_str().into(),
+                })
+                .set(n);
+        }
+        let metric = encoder.encode_descriptor(
+            "objects",
+            "ExecutionStops by phase, counted from the operator's cache at scrape time",
+            None,
+            family.metric_type(),
+        )?;
+        family.encode(metric)
     }
 }
 
@@ -216,24 +247,62 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 mod tests {
     use super::*;
 
+    fn estop(name: &str, phase: Option<Phase>) -> ExecutionStop {
+        let mut o = ExecutionStop::new(
+            name,
+            crate::crd::ExecutionStopSpec {
+                flow_name: "f".into(),
+                execution_name: "e".into(),
+                cause: None,
+                error: None,
+                region_id: None,
+                endpoint: None,
+                credentials_secret_ref: None,
+                max_attempts: None,
+            },
+        );
+        o.metadata.namespace = Some("ns".into());
+        o.status = phase.map(|p| crate::crd::ExecutionStopStatus {
+            phase: Some(p),
+            ..Default::default()
+        });
+        o
+    }
+
     #[test]
-    fn phase_gauge_follows_objects() {
+    fn phase_gauge_counts_the_cache_at_scrape_time() {
+        use kube::runtime::watcher::Event;
         let m = Metrics::default();
-        m.phase("a", Some(Phase::Stopping));
-        m.phase("b", Some(Phase::Stopping));
-        m.phase("a", Some(Phase::Stopped));
+        assert!(
+            !m.encode().contains("flowstop_objects"),
+            "a standby reports no objects"
+        );
+        let mut writer = kube::runtime::reflector::store::Writer::<ExecutionStop>::default();
+        m.count_objects_in(vec![writer.as_reader()]);
+        for (name, phase) in [
+            ("a", Some(Phase::Stopping)),
+            ("b", Some(Phase::Stopping)),
+            ("c", None),
+        ] {
+            writer.apply_watcher_event(&Event::Apply(estop(name, phase)));
+        }
+        writer.apply_watcher_event(&Event::Apply(estop("a", Some(Phase::Stopped))));
         m.call("StopExecution", "ok", 0.01);
         let text = m.encode();
+        for line in [
+            r#"flowstop_objects{phase="Stopping"} 1"#,
+            r#"flowstop_objects{phase="Stopped"} 1"#,
+            r#"flowstop_objects{phase="Pending"} 1"#,
+            r#"flowstop_objects{phase="Failed"} 0"#,
+            r#"flowstop_fnf_calls_total{action="StopExecution",outcome="ok"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // A deleted object is no longer counted.
+        writer.apply_watcher_event(&Event::Delete(estop("b", Some(Phase::Stopping))));
+        let text = m.encode();
         assert!(
-            text.contains(r#"flowstop_objects{phase="Stopping"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"flowstop_objects{phase="Stopped"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"flowstop_fnf_calls_total{action="StopExecution",outcome="ok"} 1"#),
+            text.contains(r#"flowstop_objects{phase="Stopping"} 0"#),
             "{text}"
         );
     }

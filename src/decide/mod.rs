@@ -1,6 +1,7 @@
 //! The decision: from (spec, status, what the last call returned, now) to the next action
 //! and the new status. Pure: no I/O, no clock, no randomness (the jitter is an input).
 
+pub mod endpoint;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -48,7 +49,7 @@ impl Default for Policy {
 }
 
 /// What the shell observed since the last decision.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Outcome<'a> {
     /// No call made yet in this pass.
     Nothing,
@@ -56,8 +57,21 @@ pub enum Outcome<'a> {
     NoCredentials(String),
     /// The request cannot be made at all (e.g. no endpoint, or plain http off loopback).
     Unusable(String),
+    /// The endpoint's host is not one the operator's credentials may be sent to.
+    EndpointNotAllowed(String),
     Stop(Result<&'a Execution, &'a FnfError>),
     Describe(Result<&'a Execution, &'a FnfError>),
+}
+
+/// What the shell knows of the object's credentials in this pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Credentials<'a> {
+    /// Not read yet: read them (`Action::ReadCredentials`) before a call needs them.
+    Unread,
+    /// The operator's own (environment or RRSA).
+    Operator,
+    /// The object's Secret, at this resourceVersion.
+    Secret(&'a str),
 }
 
 pub struct Input<'a> {
@@ -66,8 +80,7 @@ pub struct Input<'a> {
     pub generation: i64,
     pub uid: &'a str,
     pub created: Timestamp,
-    /// The credentials Secret's resourceVersion; None when the operator's own credentials apply.
-    pub credentials_version: Option<&'a str>,
+    pub credentials: Credentials<'a>,
     pub outcome: Outcome<'a>,
     pub now: Timestamp,
     /// Uniform in [0, 1): the random part of the backoff.
@@ -85,6 +98,8 @@ pub enum Action {
     Stop { request_id: String },
     /// Call DescribeExecution, long-polling this many seconds.
     Describe { wait_seconds: u32 },
+    /// Read the endpoint and credentials (one Secret `get` at most), then decide again.
+    ReadCredentials,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +115,8 @@ pub struct Decision {
     pub status: ExecutionStopStatus,
     /// A transition worth a Kubernetes Event.
     pub event: Option<Event>,
+    /// A retry was scheduled after a retryable error.
+    pub retry: bool,
 }
 
 /// Full-jitter exponential backoff after `attempts` failed attempts.
@@ -125,6 +142,10 @@ pub fn decide(i: &Input<'_>) -> Decision {
     let old_phase = s.phase;
     let (action, reason_set) = match &i.outcome {
         Outcome::Nothing => next_step(i, &mut s),
+        // A rejected object whose Secret is gone stays as it is: there is nothing new to try.
+        Outcome::NoCredentials(_) if s.rejected_credentials_version.is_some() => {
+            (Action::Wait(i.policy.credentials_recheck), "")
+        }
         Outcome::NoCredentials(message) => {
             s.last_error = Some(LastError {
                 code: reason::CREDENTIALS_NOT_FOUND.into(),
@@ -148,27 +169,14 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 reason::CREDENTIALS_NOT_FOUND,
             )
         }
-        Outcome::Unusable(message) => {
-            s.last_error = Some(LastError {
-                code: reason::INVALID_REQUEST.into(),
-                message: message.clone(),
-                http_status: None,
-                request_id: None,
-                retryable: false,
-            });
-            s.next_attempt_time = None;
-            set_phase(
-                &mut s,
-                Phase::Failed,
-                reason::INVALID_REQUEST,
-                message,
-                i.generation,
-                i.now,
-            );
-            (Action::Done, reason::INVALID_REQUEST)
+        Outcome::Unusable(message) => refused(i, &mut s, reason::INVALID_REQUEST, message),
+        Outcome::EndpointNotAllowed(message) => {
+            refused(i, &mut s, reason::ENDPOINT_NOT_ALLOWED, message)
         }
         Outcome::Stop(Ok(e)) => {
+            // Our call was answered: it is the one that counts.
             s.pending_request_id = None;
+            s.unconfirmed_request_id = None;
             s.request_id = e.request_id.clone();
             s.execution = Some(execution_info(e));
             s.last_error = None;
@@ -183,7 +191,11 @@ pub fn decide(i: &Input<'_>) -> Decision {
             }
         }
         Outcome::Stop(Err(e)) => {
-            s.pending_request_id = None;
+            let attempt = s.pending_request_id.take();
+            if e.outcome_unknown() {
+                // The call may have reached the service and stopped the execution.
+                s.unconfirmed_request_id = attempt.or(s.unconfirmed_request_id.take());
+            }
             s.last_error = Some(last_error(e));
             if e.is_already_completed() {
                 confirming(
@@ -204,23 +216,28 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::Describe(Ok(e)) => {
             s.execution = Some(execution_info(e));
             if e.status.is_final() {
-                let was_pending = s.pending_request_id.take().is_some();
-                let ours = e.status == ExecutionStatus::Stopped
-                    && (was_pending
-                        || s.request_id.is_some()
-                        || s.attempts > 1
-                        || s.last_error
-                            .as_ref()
-                            .is_none_or(|l| l.code != "ExecutionAlreadyCompleted"));
-                if ours {
-                    s.last_error = None;
-                    s.next_attempt_time = None;
-                    stopped(i, &mut s)
-                } else {
-                    finished(i, &mut s, e)
+                // Stopped by us only if one of our attempts can have done it: one that was
+                // answered with success, or one whose answer was lost. Otherwise someone
+                // else stopped it (another object, a person, a script) and it had already
+                // ended when our call arrived.
+                let ours = s
+                    .request_id
+                    .clone()
+                    .or(s.pending_request_id.take())
+                    .or(s.unconfirmed_request_id.take());
+                match ours {
+                    Some(id) if e.status == ExecutionStatus::Stopped => {
+                        s.request_id = Some(id);
+                        s.last_error = None;
+                        s.next_attempt_time = None;
+                        stopped(i, &mut s)
+                    }
+                    _ => finished(i, &mut s, e),
                 }
-            } else if s.pending_request_id.take().is_some() {
-                // After a restart: the recorded attempt did not stop it (or never went out).
+            } else if let Some(attempt) = s.pending_request_id.take() {
+                // After a restart: the recorded attempt did not stop it (or never went
+                // out, or is still under way): try again, remembering it may yet land.
+                s.unconfirmed_request_id = Some(attempt);
                 next_step(i, &mut s)
             } else {
                 let since = s
@@ -231,7 +248,11 @@ pub fn decide(i: &Input<'_>) -> Decision {
                     let msg = format!("waiting for the execution to stop (status {})", e.status);
                     confirming(i, &mut s, &msg, i.policy.describe_wait)
                 } else {
-                    s.request_id = None;
+                    // Accepted but not effective in time: send it again; the accepted
+                    // call may still land.
+                    if let Some(id) = s.request_id.take() {
+                        s.unconfirmed_request_id = Some(id);
+                    }
                     next_step(i, &mut s)
                 }
             }
@@ -241,12 +262,70 @@ pub fn decide(i: &Input<'_>) -> Decision {
             failure(i, &mut s, e, false)
         }
     };
+    // A call needs the endpoint and keys: read them first, deciding nothing else yet.
+    if matches!(i.outcome, Outcome::Nothing)
+        && i.credentials == Credentials::Unread
+        && matches!(action, Action::Stop { .. } | Action::Describe { .. })
+    {
+        return Decision {
+            action: Action::ReadCredentials,
+            status: i.status.clone(),
+            event: None,
+            retry: false,
+        };
+    }
     let event = transition_event(old_phase, &s, reason_set, i);
     Decision {
+        retry: reason_set == reason::RETRYING,
         action,
         status: s,
         event,
     }
+}
+
+/// The events of one pass, as they should be published: a success says all that a
+/// "Stopping" or "Confirming" before it in the same pass would; an attempt that does not
+/// settle in the pass keeps its first such event; warnings are always kept.
+pub fn fold_events(events: Vec<Event>) -> Vec<Event> {
+    let settled = events.last().is_some_and(|e| {
+        !e.warning && matches!(e.reason, reason::STOPPED | reason::ALREADY_FINISHED)
+    });
+    let mut kept_progress = false;
+    let last = events.len().saturating_sub(1);
+    events
+        .into_iter()
+        .enumerate()
+        .filter(|(n, e)| {
+            if e.warning || (settled && *n == last) {
+                return true;
+            }
+            if settled || kept_progress {
+                return false;
+            }
+            kept_progress = true;
+            true
+        })
+        .map(|(_, e)| e)
+        .collect()
+}
+
+/// A request that cannot be made: Failed at once, with no call.
+fn refused(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    why: &'static str,
+    message: &str,
+) -> (Action, &'static str) {
+    s.last_error = Some(LastError {
+        code: why.into(),
+        message: message.into(),
+        http_status: None,
+        request_id: None,
+        retryable: false,
+    });
+    s.next_attempt_time = None;
+    set_phase(s, Phase::Failed, why, message, i.generation, i.now);
+    (Action::Done, why)
 }
 
 /// With nothing observed yet: what the current status calls for.
@@ -254,8 +333,14 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static st
     let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
     match s.phase {
         Some(Phase::Failed) if s.rejected_credentials_version.is_some() => {
-            let changed = i.credentials_version.is_some()
-                && s.rejected_credentials_version.as_deref() != i.credentials_version;
+            let changed = match i.credentials {
+                // Whether the Secret changed is only known by reading it.
+                Credentials::Unread if i.spec.credentials_secret_ref.is_some() => {
+                    return (Action::ReadCredentials, "");
+                }
+                Credentials::Secret(v) => s.rejected_credentials_version.as_deref() != Some(v),
+                Credentials::Unread | Credentials::Operator => false,
+            };
             let last = s.last_attempt_time.as_ref().map_or(i.now, |t| t.0);
             let retry_at = plus(last, i.policy.credentials_retry);
             if changed || i.now >= retry_at {
@@ -446,8 +531,10 @@ fn failure(
     s.pending_request_id = None;
     let why = match e.category() {
         "auth" => {
-            s.rejected_credentials_version =
-                Some(i.credentials_version.unwrap_or("operator").to_string());
+            s.rejected_credentials_version = Some(match i.credentials {
+                Credentials::Secret(v) => v.to_string(),
+                Credentials::Unread | Credentials::Operator => "operator".to_string(),
+            });
             set_phase(
                 s,
                 Phase::Failed,

@@ -17,6 +17,7 @@ pub mod reason {
     pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
     pub const NOT_FOUND: &str = "NotFound";
     pub const INVALID_REQUEST: &str = "InvalidRequest";
+    pub const ENDPOINT_NOT_ALLOWED: &str = "EndpointNotAllowed";
     pub const RETRIES_EXHAUSTED: &str = "RetriesExhausted";
 }
 

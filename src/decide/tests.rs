@@ -52,7 +52,7 @@ fn run_with(
         generation: 1,
         uid: "uid",
         created: t("00:00"),
-        credentials_version: creds,
+        credentials: creds.map_or(Credentials::Operator, Credentials::Secret),
         outcome,
         now: t(now),
         jitter: 0.5,
@@ -288,9 +288,11 @@ fn already_completed_is_an_outcome_with_the_real_final_status() {
 fn already_completed_after_an_earlier_lost_attempt_is_our_stop() {
     // Attempt 1 timed out but landed; attempt 2 hears "already completed"; it is Stopped.
     let e = api(400, "ExecutionAlreadyCompleted");
-    let mut s = attempted(2);
-    s.pending_request_id = None;
-    let d = run(&s, Outcome::Stop(Err(&e)), "00:02");
+    let lost = timeout();
+    let first = run(&attempted(1), Outcome::Stop(Err(&lost)), "00:01");
+    let second = run(&first.status, Outcome::Nothing, "00:02");
+    assert!(matches!(second.action, Action::Stop { .. }));
+    let d = run(&second.status, Outcome::Stop(Err(&e)), "00:02");
     let ex = exec("Stopped");
     let f = run(&d.status, Outcome::Describe(Ok(&ex)), "00:02");
     assert_eq!(f.status.phase, Some(Phase::Stopped));
@@ -414,7 +416,7 @@ fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
         generation: 1,
         uid: "uid",
         created: t("00:00"),
-        credentials_version: Some("rv1"),
+        credentials: Credentials::Secret("rv1"),
         outcome: Outcome::Nothing,
         now: t("00:00") + SignedDuration::from_hours(1),
         jitter: 0.5,
@@ -517,4 +519,232 @@ fn a_garbled_success_is_confirmed_not_resent() {
         Action::Describe { wait_seconds: 10 },
         "a stop may still be landing"
     );
+}
+
+fn timeout() -> FnfError {
+    FnfError::Timeout("t".into())
+}
+
+/// Runs `decide` through a sequence of outcomes, each on the status the one before returned.
+fn through(mut s: ExecutionStopStatus, steps: &[(Outcome<'_>, &str)]) -> Decision {
+    let mut last = None;
+    for (outcome, now) in steps {
+        let d = run(&s, outcome.clone(), now);
+        s = d.status.clone();
+        last = Some(d);
+    }
+    last.expect("at least one step")
+}
+
+struct Attribution {
+    name: &'static str,
+    steps: Vec<(Outcome<'static>, &'static str)>,
+    phase: Phase,
+    request_id: Option<&'static str>,
+}
+
+/// Who stopped the execution: `Stopped` only when one of our attempts can have done it.
+#[test]
+fn a_stop_is_ours_only_when_one_of_our_attempts_can_have_made_it() {
+    let leak = |e: FnfError| -> &'static FnfError { Box::leak(Box::new(e)) };
+    let leak_x = |e: Execution| -> &'static Execution { Box::leak(Box::new(e)) };
+    let done = leak(api(400, "ExecutionAlreadyCompleted"));
+    let stopped = leak_x(exec("Stopped"));
+    let running = leak_x(exec("Running"));
+    let cases = [
+        Attribution {
+            name: "someone else stopped it before our only attempt",
+            steps: vec![
+                (Outcome::Stop(Err(done)), "00:01"),
+                (Outcome::Describe(Ok(stopped)), "00:01"),
+            ],
+            phase: Phase::AlreadyFinished,
+            request_id: None,
+        },
+        Attribution {
+            name: "someone else stopped it after a throttled attempt",
+            steps: vec![
+                (
+                    Outcome::Stop(Err(leak(api(429, "ResourceThrottled")))),
+                    "00:01",
+                ),
+                (Outcome::Nothing, "00:02"),
+                (Outcome::Stop(Err(done)), "00:02"),
+                (Outcome::Describe(Ok(stopped)), "00:02"),
+            ],
+            phase: Phase::AlreadyFinished,
+            request_id: None,
+        },
+        Attribution {
+            name: "an attempt that timed out, then already completed",
+            steps: vec![
+                (Outcome::Stop(Err(leak(timeout()))), "00:01"),
+                (Outcome::Nothing, "00:10"),
+                (Outcome::Stop(Err(done)), "00:10"),
+                (Outcome::Describe(Ok(stopped)), "00:10"),
+            ],
+            phase: Phase::Stopped,
+            request_id: Some("uid-1"),
+        },
+        Attribution {
+            name: "an asynchronous stop keeps the id of the call that succeeded",
+            steps: vec![
+                (Outcome::Stop(Ok(running)), "00:01"),
+                (Outcome::Describe(Ok(stopped)), "00:02"),
+            ],
+            phase: Phase::Stopped,
+            request_id: Some("rid"),
+        },
+        Attribution {
+            name: "an attempt left pending by a restart, found stopped",
+            steps: vec![(Outcome::Describe(Ok(stopped)), "00:05")],
+            phase: Phase::Stopped,
+            request_id: Some("uid-1"),
+        },
+        Attribution {
+            name: "a pending attempt found running, then already completed",
+            steps: vec![
+                (Outcome::Describe(Ok(running)), "00:05"),
+                (Outcome::Nothing, "00:05"),
+                (Outcome::Stop(Err(done)), "00:05"),
+                (Outcome::Describe(Ok(stopped)), "00:05"),
+            ],
+            phase: Phase::Stopped,
+            request_id: Some("uid-1"),
+        },
+    ];
+    for case in cases {
+        let d = through(attempted(1), &case.steps);
+        assert_eq!(d.status.phase, Some(case.phase), "{}", case.name);
+        assert_eq!(
+            d.status.request_id.as_deref(),
+            case.request_id,
+            "{}",
+            case.name
+        );
+        assert_eq!(d.status.pending_request_id, None, "{}", case.name);
+        assert_eq!(d.status.unconfirmed_request_id, None, "{}", case.name);
+        if case.phase == Phase::AlreadyFinished {
+            assert_eq!(
+                d.status.execution.as_ref().unwrap().status.as_deref(),
+                Some("Stopped"),
+                "{}",
+                case.name
+            );
+        }
+    }
+}
+
+fn run_unread(s: &ExecutionStopStatus, outcome: Outcome<'_>, now: &str) -> Decision {
+    let mut spec = spec();
+    spec.credentials_secret_ref = Some(crate::crd::SecretRef {
+        name: "creds".into(),
+    });
+    decide(&Input {
+        spec: &spec,
+        status: s,
+        generation: 1,
+        uid: "uid",
+        created: t("00:00"),
+        credentials: Credentials::Unread,
+        outcome,
+        now: t(now),
+        jitter: 0.5,
+        policy: &Policy::default(),
+    })
+}
+
+#[test]
+fn credentials_are_read_before_a_call_and_before_a_rejected_object_is_rechecked() {
+    let fresh = ExecutionStopStatus::default();
+    let d = run_unread(&fresh, Outcome::Nothing, "00:00");
+    assert_eq!(d.action, Action::ReadCredentials);
+    assert_eq!(
+        d.status, fresh,
+        "nothing recorded before the keys are known"
+    );
+    assert_eq!(d.event, None);
+    // Rejected (403) with a Secret: its version is needed to know whether it changed.
+    let e = api(403, "SignatureNotMatch");
+    let rejected = run_with(&attempted(1), Outcome::Stop(Err(&e)), "00:00", Some("rv1")).status;
+    let d = run_unread(&rejected, Outcome::Nothing, "05:00");
+    assert_eq!(d.action, Action::ReadCredentials);
+    assert_eq!(d.status, rejected);
+    // The Secret is gone meanwhile: still Failed, checked again later, no event.
+    let d = run_unread(&rejected, Outcome::NoCredentials("gone".into()), "05:00");
+    assert_eq!(d.action, Action::Wait(Duration::from_secs(300)));
+    assert_eq!(d.status, rejected);
+    assert_eq!(d.event, None);
+}
+
+/// The shell decides a Stop again after the rate limiter's wait: only time has passed,
+/// so it must still be a Stop.
+#[test]
+fn a_stop_stays_a_stop_when_only_time_passes() {
+    let e500 = api(500, "InternalServerError");
+    let running = exec("Running");
+    let starts = [
+        ExecutionStopStatus::default(),
+        run(&attempted(1), Outcome::Stop(Err(&e500)), "00:00").status,
+        run(&attempted(1), Outcome::Describe(Ok(&running)), "00:00").status,
+    ];
+    for s in starts {
+        for now in ["00:00", "00:05", "30:00"] {
+            let first = run(&s, Outcome::Nothing, now);
+            if !matches!(first.action, Action::Stop { .. }) {
+                continue;
+            }
+            for later in ["00:06", "31:00", "59:59"] {
+                if t(later) < t(now) {
+                    continue;
+                }
+                let again = run(&s, Outcome::Nothing, later);
+                assert!(
+                    matches!(again.action, Action::Stop { .. }),
+                    "{s:?} at {now} then {later}: {:?}",
+                    again.action
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn events_of_a_pass_fold_into_what_a_reader_needs() {
+    let ev = |warning, reason: &'static str| Event {
+        warning,
+        reason,
+        note: reason.into(),
+    };
+    let reasons = |v: Vec<Event>| v.into_iter().map(|e| e.reason).collect::<Vec<_>>();
+    let cases: [(&str, Vec<Event>, Vec<&str>); 5] = [
+        (
+            "settled in the pass: the outcome alone",
+            vec![ev(false, reason::STOPPING), ev(false, reason::STOPPED)],
+            vec![reason::STOPPED],
+        ),
+        (
+            "already finished after confirming",
+            vec![
+                ev(false, reason::STOPPING),
+                ev(false, reason::CONFIRMING),
+                ev(false, reason::ALREADY_FINISHED),
+            ],
+            vec![reason::ALREADY_FINISHED],
+        ),
+        (
+            "not settled: the first progress event",
+            vec![ev(false, reason::STOPPING), ev(false, reason::CONFIRMING)],
+            vec![reason::STOPPING],
+        ),
+        (
+            "a failure keeps the attempt",
+            vec![ev(false, reason::STOPPING), ev(true, reason::RETRYING)],
+            vec![reason::STOPPING, reason::RETRYING],
+        ),
+        ("nothing", vec![], vec![]),
+    ];
+    for (name, events, want) in cases {
+        assert_eq!(reasons(fold_events(events)), want, "{name}");
+    }
 }

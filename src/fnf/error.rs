@@ -84,6 +84,17 @@ impl FnfError {
         }
     }
 
+    /// Whether the call may have reached the service and taken effect although no
+    /// answer says so: a lost or unreadable answer, or a server-side failure.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            Self::Api { status, .. } => *status >= 500,
+            Self::BadResponse { status, .. } => *status >= 500 || (200..300).contains(status),
+            Self::Timeout(_) | Self::Connect(_) => true,
+            Self::Credentials(_) | Self::Invalid(_) => false,
+        }
+    }
+
     /// StopExecution's "this execution already ended": an outcome, not a failure.
     pub fn is_already_completed(&self) -> bool {
         matches!(self, Self::Api { code, .. } if code == "ExecutionAlreadyCompleted")

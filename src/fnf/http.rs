@@ -14,13 +14,39 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The one HTTP client of a process: rustls, pooled connections, bounded connect and
 /// total time. Per-call timeouts may extend the total (long-poll).
 pub fn http_client(connect_timeout: Duration, timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+    http_client_trusting(connect_timeout, timeout, None)
+        .expect("a rustls client without extra roots always builds")
+}
+
+/// As `http_client`, also trusting the CA certificates of a PEM bundle (a private
+/// endpoint, a TLS-inspecting proxy). Redirects are never followed: a signed request
+/// goes to the host it was signed for and nowhere else, and a 3xx is an error.
+pub fn http_client_trusting(
+    connect_timeout: Duration,
+    timeout: Duration,
+    extra_ca_pem: Option<&[u8]>,
+) -> Result<reqwest::Client, FnfError> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("flowstop/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("flowstop/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = extra_ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| FnfError::Invalid(format!("extra CA certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(FnfError::Invalid(
+                "extra CA certificates: no PEM certificate found".into(),
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
         .build()
-        .expect("a rustls client with these options always builds")
+        .map_err(|e| FnfError::Invalid(format!("HTTP client: {e}")))
 }
 
 /// `Timestamp` as the RPC APIs want it: UTC, seconds, `Z`.

@@ -10,7 +10,7 @@ mod types;
 pub use client::{API_VERSION, Account, Client, Unsigned, decode, long_poll, nonce};
 pub use credentials::{Credentials, CredentialsError, Provider, Secret};
 pub use error::FnfError;
-pub use http::{Endpoint, http_client};
+pub use http::{Endpoint, http_client, http_client_trusting};
 pub use types::{Execution, ExecutionList, ExecutionStatus, ListRequest, StopRequest};
 
 use futures::future::BoxFuture;

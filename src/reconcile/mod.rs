@@ -5,9 +5,10 @@ mod credentials;
 
 pub use credentials::SecretCache;
 
-use crate::crd::{ExecutionStop, ExecutionStopSpec, ExecutionStopStatus};
+use crate::crd::{ExecutionStop, ExecutionStopStatus};
+use crate::decide::endpoint::Refusal;
 use crate::decide::{self, Action, Decision, Input, Outcome, Policy};
-use crate::fnf::{Account, Endpoint, Execution, FnfApi, FnfError, Provider, StopRequest};
+use crate::fnf::{Account, Execution, FnfApi, FnfError, Provider, StopRequest};
 use crate::ratelimit::RateLimiter;
 use crate::telemetry::Metrics;
 use credentials::Found;
@@ -29,8 +30,8 @@ const CALLS_PER_RECONCILE: u32 = 4;
 pub struct Context {
     pub client: kube::Client,
     pub fnf: Arc<dyn FnfApi>,
-    pub default_endpoint: Option<Endpoint>,
-    pub allow_insecure_http: bool,
+    /// The default endpoint and where objects' requests may go.
+    pub endpoints: decide::endpoint::Endpoints,
     /// The operator's own credentials, or why there are none.
     pub operator_credentials: Result<Provider, String>,
     pub policy: Policy,
@@ -63,6 +64,7 @@ enum Observed {
     Nothing,
     NoCredentials(String),
     Unusable(String),
+    EndpointNotAllowed(String),
     Stop(Result<Execution, FnfError>),
     Describe(Result<Execution, FnfError>),
 }
@@ -73,18 +75,10 @@ impl Observed {
             Self::Nothing => Outcome::Nothing,
             Self::NoCredentials(m) => Outcome::NoCredentials(m.clone()),
             Self::Unusable(m) => Outcome::Unusable(m.clone()),
+            Self::EndpointNotAllowed(m) => Outcome::EndpointNotAllowed(m.clone()),
             Self::Stop(r) => Outcome::Stop(r.as_ref()),
             Self::Describe(r) => Outcome::Describe(r.as_ref()),
         }
-    }
-}
-
-fn endpoint(spec: &ExecutionStopSpec, ctx: &Context) -> Result<Endpoint, String> {
-    match (&spec.endpoint, &spec.region_id, &ctx.default_endpoint) {
-        (Some(url), _, _) => Endpoint::url(url, ctx.allow_insecure_http).map_err(|e| e.to_string()),
-        (None, Some(region), _) => Endpoint::region(region, false).map_err(|e| e.to_string()),
-        (None, None, Some(default)) => Ok(default.clone()),
-        (None, None, None) => Err("no endpoint: set spec.regionId or spec.endpoint, or start the operator with --region or --endpoint".into()),
     }
 }
 
@@ -97,19 +91,28 @@ fn limiter_key(account: &Account, class: &str) -> String {
     )
 }
 
-/// One object's pass.
+/// One object's pass. `status` is always the newest status `decide` returned: every
+/// decision is made on the outcome of the one before it, never on an older copy.
 struct Pass<'a> {
     ctx: &'a Context,
     api: Api<ExecutionStop>,
     obj: ExecutionStop,
     status: ExecutionStopStatus,
+    /// What the API server holds, as of our last read or write.
+    stored: Option<ExecutionStopStatus>,
     resource_version: String,
     account: Option<(Account, Option<String>)>,
+    /// Events of this pass, published (folded) when it ends.
+    events: Vec<decide::Event>,
 }
 
 impl Pass<'_> {
     fn decide(&self, observed: &Observed) -> Decision {
-        let version = self.account.as_ref().and_then(|(_, v)| v.as_deref());
+        let credentials = match &self.account {
+            None => decide::Credentials::Unread,
+            Some((_, None)) => decide::Credentials::Operator,
+            Some((_, Some(v))) => decide::Credentials::Secret(v),
+        };
         decide::decide(&Input {
             spec: &self.obj.spec,
             status: &self.status,
@@ -121,7 +124,7 @@ impl Pass<'_> {
                 .creation_timestamp
                 .as_ref()
                 .map_or_else(Timestamp::now, |t| t.0),
-            credentials_version: version,
+            credentials,
             outcome: observed.outcome(),
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
@@ -129,17 +132,26 @@ impl Pass<'_> {
         })
     }
 
-    /// Server-side apply of the whole status, conditional on the resourceVersion we read,
-    /// so a second writer (an old leader, say) loses instead of overwriting.
-    async fn write(&mut self, status: &ExecutionStopStatus) -> Result<(), Error> {
-        if *status == self.status && self.obj.status.is_some() {
+    /// Takes a decision's status as the current one, and keeps its event.
+    fn adopt(&mut self, d: &Decision) {
+        self.status = d.status.clone();
+        self.events.extend(d.event.clone());
+        if d.retry {
+            self.ctx.metrics.retry();
+        }
+    }
+
+    /// Server-side apply of the whole current status, conditional on the resourceVersion
+    /// we read, so a second writer (an old leader, say) loses instead of overwriting.
+    async fn write(&mut self) -> Result<(), Error> {
+        if self.stored.as_ref() == Some(&self.status) {
             return Ok(());
         }
         let patch = serde_json::json!({
             "apiVersion": "flowstop.dev/v1alpha1",
             "kind": "ExecutionStop",
             "metadata": {"resourceVersion": self.resource_version},
-            "status": status,
+            "status": &self.status,
         });
         let name = self.obj.name_any();
         match self
@@ -154,8 +166,7 @@ impl Pass<'_> {
             Ok(o) => {
                 self.ctx.metrics.status_written();
                 self.resource_version = o.resource_version().unwrap_or_default();
-                self.status = status.clone();
-                self.obj.status = Some(status.clone());
+                self.stored = Some(self.status.clone());
                 Ok(())
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Conflict),
@@ -163,9 +174,18 @@ impl Pass<'_> {
         }
     }
 
+    /// Writes what the pass decided, publishes its events and says when to come back.
+    async fn finish(&mut self, then: controller::Action) -> Result<controller::Action, Error> {
+        self.write().await?;
+        for event in decide::fold_events(std::mem::take(&mut self.events)) {
+            self.publish(event);
+        }
+        self.ctx.metrics.reconciled("ok");
+        Ok(then)
+    }
+
     /// Events are best effort and off the critical path: a stop must not wait for them.
-    fn publish(&self, d: &Decision) {
-        let Some(ev) = &d.event else { return };
+    fn publish(&self, ev: decide::Event) {
         let event = Event {
             type_: if ev.warning {
                 EventType::Warning
@@ -185,14 +205,14 @@ impl Pass<'_> {
         });
     }
 
-    /// Endpoint and keys, once per pass; None with the reason when they cannot be had.
-    async fn account(&mut self) -> Result<Result<Account, Observed>, Error> {
-        if let Some((a, _)) = &self.account {
-            return Ok(Ok(a.clone()));
-        }
-        let endpoint = match endpoint(&self.obj.spec, self.ctx) {
+    /// Endpoint and keys, read once per pass; what was seen instead when they cannot be had.
+    async fn read_credentials(&mut self) -> Result<Observed, Error> {
+        // Checked before anything else: a refused host sees no lookup and no connection,
+        // and no credentials are fetched for it.
+        let endpoint = match decide::endpoint::resolve(&self.obj.spec, &self.ctx.endpoints) {
             Ok(e) => e,
-            Err(m) => return Ok(Err(Observed::Unusable(m))),
+            Err(Refusal::Unusable(m)) => return Ok(Observed::Unusable(m)),
+            Err(Refusal::NotAllowed(m)) => return Ok(Observed::EndpointNotAllowed(m)),
         };
         match credentials::find(
             &self.ctx.client,
@@ -207,14 +227,24 @@ impl Pass<'_> {
                     endpoint,
                     credentials,
                 };
-                self.account = Some((account.clone(), version));
-                Ok(Ok(account))
+                self.account = Some((account, version));
+                Ok(Observed::Nothing)
             }
-            Found::Missing(m) => Ok(Err(Observed::NoCredentials(m))),
+            Found::Missing(m) => Ok(Observed::NoCredentials(m)),
         }
     }
 
-    async fn call_stop(&self, account: &Account, request_id: String) -> Observed {
+    fn account(&self) -> &Account {
+        // `decide` asks for calls only once the credentials have been read.
+        &self
+            .account
+            .as_ref()
+            .expect("credentials read before a call")
+            .0
+    }
+
+    async fn call_stop(&self, request_id: String) -> Observed {
+        let account = self.account();
         let key = limiter_key(account, "stop");
         let req = StopRequest {
             flow_name: self.obj.spec.flow_name.clone(),
@@ -235,7 +265,8 @@ impl Pass<'_> {
         Observed::Stop(result)
     }
 
-    async fn call_describe(&self, account: &Account, wait: u32) -> Observed {
+    async fn call_describe(&self, wait: u32) -> Observed {
+        let account = self.account();
         let key = limiter_key(account, "describe");
         self.ctx
             .metrics
@@ -305,84 +336,50 @@ pub async fn reconcile(
         ctx: &ctx,
         api,
         status: obj.status.clone().unwrap_or_default(),
+        stored: obj.status.clone(),
         resource_version: obj.resource_version().unwrap_or_default(),
         obj,
         account: None,
+        events: vec![],
     };
-    let uid = pass.obj.metadata.uid.clone().unwrap_or_default();
     let mut observed = Observed::Nothing;
     let mut calls = 0;
-    // The "Stopping" event of an attempt, held until its outcome is known.
-    let mut held: Option<Decision> = None;
     loop {
-        let d = pass.decide(&observed);
-        let requeue = match d.action {
-            Action::Done => Some(controller::Action::await_change()),
-            Action::Wait(w) => Some(controller::Action::requeue(w)),
-            // Enough calls for one pass: let other objects have a turn. A Stop is not
-            // written here, since that would record an attempt that was not made.
-            Action::Describe { .. } if calls >= CALLS_PER_RECONCILE => {
-                Some(controller::Action::requeue(Duration::ZERO))
+        let mut d = pass.decide(&observed);
+        if let Action::Stop { .. } = d.action {
+            if calls >= CALLS_PER_RECONCILE {
+                // Enough calls for one pass: let other objects have a turn.
+                return pass
+                    .finish(controller::Action::requeue(Duration::ZERO))
+                    .await;
             }
-            Action::Stop { .. } if calls >= CALLS_PER_RECONCILE => {
-                return Ok(controller::Action::requeue(Duration::ZERO));
-            }
-            _ => None,
-        };
-        if let Some(requeue) = requeue {
-            pass.write(&d.status).await?;
-            // "Stopping" followed by "Stopped" in the same pass says nothing the second
-            // does not: publish the outcome alone.
-            if let Some(earlier) = held.take() {
-                let same_pass_success = d.event.as_ref().is_some_and(|e| !e.warning)
-                    && !earlier.event.as_ref().is_some_and(|e| e.warning);
-                if !same_pass_success {
-                    pass.publish(&earlier);
-                }
-            }
-            pass.publish(&d);
-            ctx.metrics.phase(&uid, pass.status.phase);
-            if d.event
-                .as_ref()
-                .is_some_and(|e| e.reason == crate::decide::reason::RETRYING)
-            {
-                ctx.metrics.retry();
-            }
-            ctx.metrics.reconciled("ok");
-            return Ok(requeue);
+            let key = limiter_key(pass.account(), "stop");
+            ctx.metrics.waited(ctx.stop_limiter.acquire(&key).await);
+            // Decide again after the wait, from the same status and observation, so the
+            // recorded attempt time is the real one. A Stop stays a Stop when only time
+            // has passed (a table test holds `decide` to that).
+            d = pass.decide(&observed);
         }
-        calls += 1;
-        let account = match pass.account().await? {
-            Ok(a) => a,
-            Err(why) => {
-                observed = why;
-                continue;
-            }
-        };
+        pass.adopt(&d);
         observed = match d.action {
-            Action::Stop { .. } => {
-                ctx.metrics.waited(
-                    ctx.stop_limiter
-                        .acquire(&limiter_key(&account, "stop"))
-                        .await,
-                );
-                // Decide again after the wait, so the recorded attempt time is the real one.
-                // On the same observation: the status on record may still hold what that
-                // observation settled (a pending attempt a Describe just resolved), and
-                // deciding from it alone would ask for that Describe again, forever.
-                let d = pass.decide(&observed);
-                let Action::Stop { request_id } = d.action.clone() else {
-                    continue;
-                };
-                // The attempt is on record before the call goes out.
-                pass.write(&d.status).await?;
-                if let Some(earlier) = held.replace(d.clone()) {
-                    pass.publish(&earlier);
-                }
-                pass.call_stop(&account, request_id).await
+            Action::Done => return pass.finish(controller::Action::await_change()).await,
+            Action::Wait(w) => return pass.finish(controller::Action::requeue(w)).await,
+            Action::ReadCredentials => pass.read_credentials().await?,
+            Action::Describe { .. } if calls >= CALLS_PER_RECONCILE => {
+                return pass
+                    .finish(controller::Action::requeue(Duration::ZERO))
+                    .await;
             }
-            Action::Describe { wait_seconds } => pass.call_describe(&account, wait_seconds).await,
-            Action::Done | Action::Wait(_) => unreachable!("returned above"),
+            Action::Describe { wait_seconds } => {
+                calls += 1;
+                pass.call_describe(wait_seconds).await
+            }
+            Action::Stop { request_id } => {
+                // The attempt is on record before the call goes out.
+                pass.write().await?;
+                calls += 1;
+                pass.call_stop(request_id).await
+            }
         };
     }
 }

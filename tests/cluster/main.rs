@@ -8,4 +8,5 @@ mod controlplane;
 mod operator;
 mod operator_support;
 mod reliability;
+mod status_truth;
 mod support;

@@ -124,6 +124,14 @@ impl Cluster {
         (out.status.success(), text)
     }
 
+    /// `kubectl apply -f -` that must succeed: a failed apply fails the test here, with
+    /// kubectl's message, instead of as a later timeout.
+    pub fn apply_ok(&self, yaml: &str) -> String {
+        let (ok, out) = self.apply(yaml);
+        assert!(ok, "kubectl apply failed: {out}\n{yaml}");
+        out
+    }
+
     pub fn must(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.kubectl(args, stdin);
         assert!(

@@ -1,0 +1,265 @@
+//! Where an object's requests may go. An object that brings its own Secret may name any
+//! endpoint: it can only expose its own keys. An object that uses the operator's own
+//! credentials may only reach hosts on the operator's allowlist, so nobody who can
+//! create an ExecutionStop can have the operator's keys, tokens or signed requests sent
+//! to a server of their choosing, or make it call an internal service and read the
+//! answer back from status.
+
+use crate::crd::ExecutionStopSpec;
+use crate::fnf::Endpoint;
+
+/// The hosts Alibaba documents for fnf, public and VPC, in every region:
+/// `<region>.fnf.aliyuncs.com`, `<region>-internal.fnf.aliyuncs.com`, and the
+/// account-prefixed `<account-id>.<region>[-internal].fnf.aliyuncs.com`.
+pub const DEFAULT_ALLOWED_HOSTS: &str = "*.fnf.aliyuncs.com,*.*.fnf.aliyuncs.com";
+
+/// One allowed host: DNS labels, each literal or `*` for exactly one label
+/// (`*.fnf.aliyuncs.com` allows `cn-hangzhou.fnf.aliyuncs.com`, not
+/// `a.b.fnf.aliyuncs.com`), or an IP address written as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPattern(Vec<String>);
+
+impl std::str::FromStr for HostPattern {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.parse::<std::net::IpAddr>().is_ok() {
+            return Ok(Self(vec![s]));
+        }
+        let label_ok = |l: &str| {
+            l == "*"
+                || (!l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        };
+        let labels: Vec<String> = s.split('.').map(String::from).collect();
+        if !labels.iter().all(|l| label_ok(l)) || labels.iter().all(|l| l == "*") {
+            return Err(format!(
+                "allowed endpoint host {s:?}: use DNS labels, each a name or `*` for one label (not only `*`), or an IP address"
+            ));
+        }
+        Ok(Self(labels))
+    }
+}
+
+impl HostPattern {
+    /// Whether `host` (as the URL parser normalized it: lower case, IDNA, IPv6 in
+    /// brackets) is allowed. No DNS lookup: a name is judged as written.
+    fn matches(&self, host: &url::Host<&str>) -> bool {
+        match host {
+            url::Host::Domain(d) => {
+                let labels: Vec<&str> = d.split('.').collect();
+                labels.len() == self.0.len()
+                    && labels
+                        .iter()
+                        .zip(&self.0)
+                        .all(|(l, p)| !l.is_empty() && (p == "*" || p == l))
+            }
+            url::Host::Ipv4(ip) => self.0.len() == 1 && self.0[0] == ip.to_string(),
+            url::Host::Ipv6(ip) => self.0.len() == 1 && self.0[0] == ip.to_string(),
+        }
+    }
+}
+
+/// Parses a comma-separated list of host patterns.
+pub fn parse_allowlist(s: &str) -> Result<Vec<HostPattern>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+/// What the operator was configured with: its default endpoint (trusted as the cluster
+/// admin set it), whether plain http off loopback is allowed, and the allowlist.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub default: Option<Endpoint>,
+    pub allow_insecure_http: bool,
+    pub allowed_hosts: Vec<HostPattern>,
+}
+
+/// Why an object's endpoint cannot be used.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refusal {
+    /// Not a usable URL, plain http off loopback, or no endpoint at all.
+    Unusable(String),
+    /// A host off the allowlist, with the operator's own credentials.
+    NotAllowed(String),
+}
+
+/// The endpoint of an object's requests, or why it may not have one. Pure: nothing is
+/// resolved or contacted here, so a refused host never sees a connection.
+pub fn resolve(spec: &ExecutionStopSpec, config: &Endpoints) -> Result<Endpoint, Refusal> {
+    match (&spec.endpoint, &spec.region_id, &config.default) {
+        (Some(text), _, _) => {
+            let endpoint = Endpoint::url(text, config.allow_insecure_http)
+                .map_err(|e| Refusal::Unusable(e.to_string()))?;
+            if spec.credentials_secret_ref.is_some() {
+                return Ok(endpoint);
+            }
+            let url = endpoint.base_url();
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(Refusal::NotAllowed(
+                    "spec.endpoint carries user information (user@host), which is refused with the operator's credentials".into(),
+                ));
+            }
+            let host = url.host().expect("Endpoint::url checks for a host");
+            if config.allowed_hosts.iter().any(|p| p.matches(&host)) {
+                Ok(endpoint)
+            } else {
+                Err(Refusal::NotAllowed(format!(
+                    "spec.endpoint host {host} is not on the operator's allowlist of endpoint hosts; \
+                     objects that use the operator's credentials may only call allowed hosts \
+                     (set spec.credentialsSecretRef to use your own keys with any endpoint)"
+                )))
+            }
+        }
+        (None, Some(region), _) => {
+            Endpoint::region(region, false).map_err(|e| Refusal::Unusable(e.to_string()))
+        }
+        (None, None, Some(default)) => Ok(default.clone()),
+        (None, None, None) => Err(Refusal::Unusable(
+            "no endpoint: set spec.regionId or spec.endpoint, or start the operator with --region or --endpoint".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(endpoint: &str, own_secret: bool) -> ExecutionStopSpec {
+        ExecutionStopSpec {
+            flow_name: "f".into(),
+            execution_name: "e".into(),
+            cause: None,
+            error: None,
+            region_id: None,
+            endpoint: Some(endpoint.into()),
+            credentials_secret_ref: own_secret.then(|| crate::crd::SecretRef {
+                name: "creds".into(),
+            }),
+            max_attempts: None,
+        }
+    }
+
+    fn defaults() -> Endpoints {
+        Endpoints {
+            default: None,
+            allow_insecure_http: false,
+            allowed_hosts: parse_allowlist(DEFAULT_ALLOWED_HOSTS).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_default_allowlist_takes_alibabas_fnf_hosts_and_nothing_that_looks_like_them() {
+        let allowed = [
+            "https://cn-hangzhou.fnf.aliyuncs.com",
+            "https://cn-hangzhou-internal.fnf.aliyuncs.com/",
+            "https://ap-southeast-1.fnf.aliyuncs.com:443/",
+            "https://1234567890123456.cn-shanghai.fnf.aliyuncs.com",
+            "https://1234567890123456.cn-shanghai-internal.fnf.aliyuncs.com",
+            "https://CN-Beijing.FNF.AliyunCS.com",
+        ];
+        for url in allowed {
+            assert!(
+                resolve(&spec(url, false), &defaults()).is_ok(),
+                "{url} should be allowed"
+            );
+        }
+        let refused = [
+            "https://fnf.aliyuncs.com.evil.test",
+            "https://cn-hangzhou.fnf.aliyuncs.com.evil.test/",
+            "https://evil-aliyuncs.com",
+            "https://cn-hangzhou.evil-fnf.aliyuncs.com",
+            "https://fnf.aliyuncs.com",
+            "https://aliyuncs.com",
+            "https://a.b.c.fnf.aliyuncs.com",
+            "https://cn-hangzhou.fnf.aliyuncs.com@evil.test/",
+            "https://user:pw@cn-hangzhou.fnf.aliyuncs.com/",
+            "https://cn-hangzhou.fnf.aliyuncs.com.",
+            "https://127.0.0.1:8443",
+            "https://[::1]:8443",
+            "https://169.254.169.254/latest/meta-data",
+            "https://kubernetes.default.svc",
+            "https://fnf.cn-hangzhou.aliyuncs.com",
+            "https://cn-hangzhou.fnf.aliyuncs.com%2eevil.test",
+        ];
+        for url in refused {
+            let r = resolve(&spec(url, false), &defaults());
+            assert!(
+                matches!(r, Err(Refusal::NotAllowed(_)) | Err(Refusal::Unusable(_))),
+                "{url} should be refused: {r:?}"
+            );
+        }
+        let msg = match resolve(&spec("https://evil.test", false), &defaults()) {
+            Err(Refusal::NotAllowed(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            msg.contains("spec.endpoint") && msg.contains("allowlist"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_object_with_its_own_secret_may_name_any_endpoint_but_not_plain_http_afar() {
+        for url in [
+            "https://evil.test",
+            "https://127.0.0.1:8443",
+            "http://127.0.0.1:1",
+        ] {
+            assert!(resolve(&spec(url, true), &defaults()).is_ok(), "{url}");
+        }
+        assert!(matches!(
+            resolve(&spec("http://evil.test", true), &defaults()),
+            Err(Refusal::Unusable(_))
+        ));
+    }
+
+    #[test]
+    fn region_and_operator_default_endpoints_are_trusted() {
+        let mut s = spec("x", false);
+        s.endpoint = None;
+        s.region_id = Some("cn-hangzhou".into());
+        assert!(resolve(&s, &defaults()).is_ok());
+        s.region_id = None;
+        assert!(matches!(
+            resolve(&s, &defaults()),
+            Err(Refusal::Unusable(_))
+        ));
+        let config = Endpoints {
+            default: Some(Endpoint::url("http://127.0.0.1:9", false).unwrap()),
+            ..defaults()
+        };
+        assert!(resolve(&s, &config).is_ok());
+    }
+
+    #[test]
+    fn patterns_are_labels_or_addresses() {
+        let list = parse_allowlist("localhost, *.example.test,127.0.0.1,::1").unwrap();
+        let config = Endpoints {
+            allowed_hosts: list,
+            ..defaults()
+        };
+        for url in [
+            "https://localhost:8443",
+            "https://a.example.test",
+            "https://127.0.0.1",
+            "https://[::1]:1",
+        ] {
+            assert!(resolve(&spec(url, false), &config).is_ok(), "{url}");
+        }
+        for url in [
+            "https://example.test",
+            "https://a.b.example.test",
+            "https://127.0.0.2",
+        ] {
+            assert!(resolve(&spec(url, false), &config).is_err(), "{url}");
+        }
+        for bad in ["*", "*.*", "a..b", "exa mple.test", "a/b"] {
+            assert!(bad.parse::<HostPattern>().is_err(), "{bad}");
+        }
+    }
+}
