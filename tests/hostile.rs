@@ -204,3 +204,34 @@ async fn an_error_with_an_unexpected_body_keeps_the_status() {
     assert!(e.retryable());
     assert!(clean(&e).contains("upstream connect error"));
 }
+
+/// A signed request goes to the host it was signed for and nowhere else: a 3xx is an
+/// error, and the host it points to sees nothing.
+#[tokio::test]
+async fn a_redirect_is_not_followed() {
+    let target = TcpListener::bind("127.0.0.1:0").unwrap();
+    target.set_nonblocking(true).unwrap();
+    let to = format!("http://{}/", target.local_addr().unwrap());
+    let url = serve_one(move |c| {
+        let body = "moved";
+        let _ = c.write_all(
+            format!(
+                "HTTP/1.1 302 Found\r\nlocation: {to}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    });
+    let e = stop(&url).await.unwrap_err();
+    assert!(
+        matches!(e, FnfError::BadResponse { status: 302, .. }),
+        "{e:?}"
+    );
+    assert!(!e.retryable());
+    clean(&e);
+    // The client is done with the call: had it followed, its connection would be queued.
+    assert!(
+        target.accept().is_err(),
+        "the redirect's target was connected to"
+    );
+}

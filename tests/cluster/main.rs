@@ -5,6 +5,7 @@ mod admission;
 #[path = "../support/mod.rs"]
 mod common;
 mod controlplane;
+mod endpoints;
 mod operator;
 mod operator_support;
 mod reliability;

@@ -52,6 +52,17 @@ impl Operator {
         extra: &[&str],
         log: Option<&Path>,
     ) -> Operator {
+        Self::start_with(ns, endpoint, extra, &[], log).await
+    }
+
+    /// As `start`, with these environment variables (the operator's own credentials, say).
+    pub async fn start_with(
+        ns: &str,
+        endpoint: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Operator {
         let c = installed();
         let kubeconfig = c.service_account_kubeconfig("flowstop-system", "flowstop");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -82,6 +93,7 @@ impl Operator {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", &kubeconfig)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 match log {
