@@ -6,7 +6,7 @@
 mod env;
 
 use clap::Parser;
-use env::{Emulator, Env, Operator, Watch, create_all, estop};
+use env::{Emulator, Env, Watch, create_all, estop, start_operator};
 use rand::Rng;
 use std::time::{Duration, Instant};
 
@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let max = args.max_attempts.to_string();
     let mut extra: Vec<&str> = OPERATOR.to_vec();
     extra.extend(["--max-attempts", &max]);
-    let mut op = Operator::start(&env, &emu, &ns, &extra).await?;
+    let mut op = start_operator(&env, &emu, &ns, &extra).await?;
     let watch = Watch::start(&env.client, &ns).await;
     let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     let objs = names
@@ -95,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
             env.plane.restart_apiserver().await?;
             apiserver_restarts += 1;
         }
-        op = Operator::start(&env, &emu, &ns, &extra).await?;
+        op = start_operator(&env, &emu, &ns, &extra).await?;
         eprintln!("kill {kills} done ({done}/{n} final before it)");
     }
     if apiserver_restarts == 0 {
@@ -176,9 +176,9 @@ async fn main() -> anyhow::Result<()> {
     let _ = op.child.start_kill();
     let _ = op.child.wait().await;
     let before = total_stop_requests;
-    let fresh = Operator::start(&env, &emu, &ns, &extra).await?;
+    let fresh = start_operator(&env, &emu, &ns, &extra).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while fresh.metric("flowstop_reconciles_total").await? < n as f64 {
+    while fresh.metric("flowstop_reconciles_total").await < n as f64 {
         anyhow::ensure!(
             Instant::now() < deadline,
             "the fresh operator did not reconcile everything"

@@ -1,7 +1,7 @@
 //! One-off commands on the fnf client: `flowstop stop` and `flowstop describe`.
 
-use crate::fnf::{self, Account, Endpoint, FnfError, Provider, StopRequest, Unsigned};
 use clap::Args;
+use fnf::{self, Account, Endpoint, FnfError, Provider, StopRequest, Unsigned};
 use std::time::Duration;
 
 /// Exit code for an error that may go away by itself (throttling, 5xx, timeouts).
@@ -9,36 +9,42 @@ pub const EXIT_RETRYABLE: i32 = 75;
 /// Exit code for an error that will not (bad input, not found, auth, no credentials).
 pub const EXIT_TERMINAL: i32 = 1;
 
-/// Where calls go. Without either flag, the environment decides.
+/// Where calls go by default, shared by the one-off commands and the operator.
 #[derive(Args, Clone, Debug)]
 pub struct EndpointArgs {
     /// Region id, e.g. cn-hangzhou: calls go to https://<region>.fnf.aliyuncs.com
     #[arg(long, env = "ALIBABA_CLOUD_REGION_ID", conflicts_with = "endpoint")]
     pub region: Option<String>,
     /// Use the region's VPC endpoint (<region>-internal.fnf.aliyuncs.com)
-    #[arg(long, requires = "region")]
+    #[arg(long, env = "FLOWSTOP_INTERNAL_ENDPOINT", requires = "region")]
     pub internal: bool,
     /// Explicit endpoint URL (an emulator, a proxy); plain http only to loopback
     #[arg(long, env = "FLOWSTOP_ENDPOINT")]
     pub endpoint: Option<String>,
     /// Allow a plain-http endpoint that is not on loopback
-    #[arg(long)]
+    #[arg(long, env = "FLOWSTOP_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
-    /// Total time for one call, in seconds (a long-poll wait is added to it)
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
 }
 
 impl EndpointArgs {
-    pub fn endpoint(&self) -> Result<Endpoint, FnfError> {
+    /// The endpoint these flags name, if any.
+    pub fn endpoint(&self) -> Result<Option<Endpoint>, FnfError> {
         match (&self.endpoint, &self.region) {
-            (Some(url), _) => Endpoint::url(url, self.allow_insecure_http),
-            (None, Some(region)) => Endpoint::region(region, self.internal),
-            (None, None) => Err(FnfError::Invalid(
-                "no endpoint: pass --region (or ALIBABA_CLOUD_REGION_ID) or --endpoint".into(),
-            )),
+            (Some(url), _) => Endpoint::url(url, self.allow_insecure_http).map(Some),
+            (None, Some(region)) => Endpoint::region(region, self.internal).map(Some),
+            (None, None) => Ok(None),
         }
     }
+}
+
+/// Where a one-off call goes, and how long it may take.
+#[derive(Args, Clone, Debug)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// Total time for one call, in seconds (a long-poll wait is added to it)
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -59,7 +65,7 @@ pub struct StopArgs {
     #[arg(long)]
     pub request_id: Option<String>,
     #[command(flatten)]
-    pub target: EndpointArgs,
+    pub target: TargetArgs,
 }
 
 #[derive(Args, Debug)]
@@ -74,13 +80,17 @@ pub struct DescribeArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=60))]
     pub wait: Option<u32>,
     #[command(flatten)]
-    pub target: EndpointArgs,
+    pub target: TargetArgs,
 }
 
 /// Runs one call and prints the API's JSON; returns the process exit code.
-async fn run_call(target: &EndpointArgs, unsigned: Unsigned, extra: Duration) -> i32 {
+async fn run_call(target: &TargetArgs, unsigned: Unsigned, extra: Duration) -> i32 {
     let result = async {
-        let endpoint = target.endpoint()?;
+        let endpoint = target.endpoint.endpoint()?.ok_or_else(|| {
+            FnfError::Invalid(
+                "no endpoint: pass --region (or ALIBABA_CLOUD_REGION_ID) or --endpoint".into(),
+            )
+        })?;
         let http = fnf::http_client(Duration::from_secs(5), Duration::from_secs(target.timeout));
         let provider = Provider::from_env(|k| std::env::var(k).ok(), http.clone())?;
         let account = Account {

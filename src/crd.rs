@@ -216,7 +216,7 @@ fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// The CRD as YAML, exactly as checked in under `crds/`.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&ExecutionStop::crd()).expect("the CRD serializes")
+    serde_yaml_ng::to_string(&ExecutionStop::crd()).expect("the CRD serializes")
 }
 
 #[cfg(test)]

@@ -2,11 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod controlplane;
 pub mod crd;
 pub mod decide;
-pub mod emulator;
-pub mod fnf;
 pub mod lease;
 pub mod ratelimit;
 pub mod reconcile;

@@ -19,8 +19,6 @@ enum Command {
     Stop(cli::StopArgs),
     /// Show one execution (DescribeExecution), optionally waiting for it to end
     Describe(cli::DescribeArgs),
-    /// Run a local Kubernetes control plane (etcd + kube-apiserver) in the foreground
-    ControlPlane(flowstop::controlplane::ServeArgs),
     /// Print the ExecutionStop CustomResourceDefinition (YAML)
     Crd,
 }
@@ -29,7 +27,7 @@ enum Command {
 async fn main() {
     let args = Args::parse();
     match &args.command {
-        Command::Run(a) => flowstop::telemetry::init_logs(&a.log_format),
+        Command::Run(a) => flowstop::telemetry::init_logs(a.log_format),
         // One-off commands print results on stdout and errors on stderr; logs only on request.
         _ => tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
@@ -50,13 +48,6 @@ async fn main() {
             print!("{}", flowstop::crd::crd_yaml());
             0
         }
-        Command::ControlPlane(a) => match flowstop::controlplane::serve(a).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                1
-            }
-        },
     };
     std::process::exit(code);
 }

@@ -1,17 +1,21 @@
-//! `flowstop run`: the operator. Flags are parsed once here and passed down as values.
+//! `flowstop run`: the operator. Flags are parsed once here and passed down as values;
+//! `run` is a composition of the named steps below.
 
+use crate::cli::EndpointArgs;
 use crate::crd::ExecutionStop;
 use crate::decide::Policy;
 use crate::decide::endpoint::{DEFAULT_ALLOWED_HOSTS, Endpoints, HostPattern, parse_allowlist};
-use crate::fnf::{self, Endpoint, Provider};
 use crate::lease::{self, LeaseConfig};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::reconcile::{self, Context};
-use crate::telemetry::{self, Metrics};
+use crate::telemetry::{self, LogFormat, Metrics};
 use anyhow::Context as _;
+use fnf::Provider;
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,15 +27,9 @@ pub struct RunArgs {
     /// Namespaces to watch (repeat or comma-separate); all namespaces when empty
     #[arg(long = "namespace", env = "FLOWSTOP_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
-    /// Default region for objects that set neither regionId nor endpoint
-    #[arg(long, env = "ALIBABA_CLOUD_REGION_ID")]
-    pub region: Option<String>,
-    /// Default endpoint URL for objects that set neither regionId nor endpoint
-    #[arg(long, env = "FLOWSTOP_ENDPOINT", conflicts_with = "region")]
-    pub endpoint: Option<String>,
-    /// Allow plain-http endpoints that are not on loopback
-    #[arg(long, env = "FLOWSTOP_ALLOW_INSECURE_HTTP")]
-    pub allow_insecure_http: bool,
+    /// The default endpoint, for objects that set neither regionId nor endpoint
+    #[command(flatten)]
+    pub default_endpoint: EndpointArgs,
     /// Hosts that objects using the operator's own credentials may name in spec.endpoint
     /// (comma-separated; `*` stands for one DNS label). Objects with their own Secret may
     /// name any endpoint; regionId and the operator's default are always allowed.
@@ -94,50 +92,70 @@ pub struct RunArgs {
     pub identity: Option<String>,
     #[arg(long, env = "FLOWSTOP_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
-    /// Log format: text or json
-    #[arg(long, env = "FLOWSTOP_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format
+    #[arg(long, env = "FLOWSTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Why the operator stopped working.
+#[derive(Clone, Copy, Debug)]
+enum Exit {
+    /// SIGTERM or SIGINT: a clean shutdown.
+    Signal,
+    /// Another replica took the Lease: exit so a fresh replica can stand by.
+    LostLeadership,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let RunArgs {
-        namespaces,
-        region,
-        endpoint,
-        allow_insecure_http,
-        allowed_endpoint_hosts,
-        extra_ca_file,
-        concurrency,
-        stop_rate,
-        stop_burst,
-        describe_rate,
-        describe_burst,
-        max_attempts,
-        backoff_base_ms,
-        backoff_max_ms,
-        call_timeout,
-        describe_wait,
-        credentials_recheck_seconds,
-        credentials_retry_seconds,
-        metrics_addr,
-        leader_election,
-        lease_name,
-        lease_namespace,
-        identity,
-        lease_seconds,
-        log_format: _,
-    } = args;
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes")?;
-    let identity = identity.unwrap_or_else(|| format!("flowstop-{:08x}", rand::random::<u32>()));
-    let default_endpoint = match (endpoint, region) {
-        (Some(url), _) => Some(Endpoint::url(&url, allow_insecure_http)?),
-        (None, Some(region)) => Some(Endpoint::region(&region, false)?),
-        (None, None) => None,
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("flowstop-{:08x}", rand::random::<u32>()));
+    let metrics = Arc::new(Metrics::default());
+    let ctx = context(&args, client.clone(), metrics.clone(), &identity)?;
+    let admin = admin_server(args.metrics_addr, metrics.clone()).await?;
+    let lease = LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity,
+        duration: Duration::from_secs(args.lease_seconds),
+        renew_every: Duration::from_secs((args.lease_seconds / 3).max(1)),
     };
-    let timeout = Duration::from_secs(call_timeout);
-    let extra_ca = match &extra_ca_file {
+    if args.leader_election {
+        // A healthy standby is ready; the leader is ready again once its watches sync.
+        metrics.ready.store(true, Ordering::Relaxed);
+        lease::acquire(&client, &lease).await;
+        metrics.ready.store(false, Ordering::Relaxed);
+    }
+    let exit = exit_signal(client.clone(), args.leader_election.then_some(lease));
+    let (controllers, stores) = controllers(&args, ctx, exit.clone());
+    metrics.count_objects_in(stores.clone());
+    tokio::spawn(ready_when_synced(stores, metrics));
+    tokio::select! {
+        () = controllers => {}
+        // The health endpoints are how Kubernetes knows we are alive: without them, stop.
+        failed = admin => return Err(failed),
+    }
+    match exit.await {
+        Exit::Signal => Ok(()),
+        Exit::LostLeadership => {
+            anyhow::bail!("lost leadership; exiting so a fresh replica can stand by")
+        }
+    }
+}
+
+/// Everything a reconcile needs, from the flags.
+fn context(
+    args: &RunArgs,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    identity: &str,
+) -> anyhow::Result<Arc<Context>> {
+    let timeout = Duration::from_secs(args.call_timeout);
+    let extra_ca = match &args.extra_ca_file {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
         }
@@ -150,86 +168,98 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     let operator_credentials =
         Provider::from_env(|k| std::env::var(k).ok(), http.clone()).map_err(|e| e.to_string());
-    let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Context {
-        client: client.clone(),
+    Ok(Arc::new(Context {
         fnf: Arc::new(fnf::Client::new(http, timeout)),
         endpoints: Endpoints {
-            default: default_endpoint,
-            allow_insecure_http,
-            allowed_hosts: allowed_endpoint_hosts,
+            default: args.default_endpoint.endpoint()?,
+            allow_insecure_http: args.default_endpoint.allow_insecure_http,
+            allowed_hosts: args.allowed_endpoint_hosts.clone(),
         },
         operator_credentials,
         policy: Policy {
-            max_attempts,
-            backoff_base: Duration::from_millis(backoff_base_ms),
-            backoff_max: Duration::from_millis(backoff_max_ms),
-            describe_wait,
-            credentials_recheck: Duration::from_secs(credentials_recheck_seconds),
-            credentials_retry: Duration::from_secs(credentials_retry_seconds),
+            max_attempts: args.max_attempts,
+            backoff_base: Duration::from_millis(args.backoff_base_ms),
+            backoff_max: Duration::from_millis(args.backoff_max_ms),
+            describe_wait: args.describe_wait,
+            credentials_recheck: Duration::from_secs(args.credentials_recheck_seconds),
+            credentials_retry: Duration::from_secs(args.credentials_retry_seconds),
             ..Policy::default()
         },
         stop_limiter: RateLimiter::new(Limit {
-            burst: stop_burst,
-            per_second: stop_rate,
+            burst: args.stop_burst,
+            per_second: args.stop_rate,
         }),
         describe_limiter: RateLimiter::new(Limit {
-            burst: describe_burst,
-            per_second: describe_rate,
+            burst: args.describe_burst,
+            per_second: args.describe_rate,
         }),
-        metrics: metrics.clone(),
+        metrics,
         secrets: reconcile::SecretCache::default(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
                 controller: "flowstop".into(),
-                instance: Some(identity.clone()),
+                instance: Some(identity.to_string()),
             },
         ),
-    });
+        client,
+    }))
+}
 
-    let listener = tokio::net::TcpListener::bind(metrics_addr)
+/// Serves /metrics, /healthz and /readyz; the future ends only if the server fails.
+async fn admin_server(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<BoxFuture<'static, anyhow::Error>> {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
         .context("binding the metrics address")?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(axum::serve(listener, telemetry::router(metrics.clone())).into_future());
-
-    let lease = LeaseConfig {
-        name: lease_name,
-        namespace: lease_namespace,
-        identity,
-        duration: Duration::from_secs(lease_seconds),
-        renew_every: Duration::from_secs((lease_seconds / 3).max(1)),
-    };
-    if leader_election {
-        // A healthy standby is ready; the leader is ready again once its watches sync.
-        metrics.ready.store(true, Ordering::Relaxed);
-        lease::acquire(&client, &lease).await;
-        metrics.ready.store(false, Ordering::Relaxed);
+    let server = tokio::spawn(axum::serve(listener, telemetry::router(metrics)).into_future());
+    Ok(async move {
+        match server.await {
+            Ok(Ok(())) => anyhow::anyhow!("the metrics server stopped"),
+            Ok(Err(e)) => anyhow::Error::new(e).context("the metrics server failed"),
+            Err(e) => anyhow::Error::new(e).context("the metrics server panicked"),
+        }
     }
-    let lost = {
-        let (client, lease) = (client.clone(), lease.clone());
-        async move {
-            if leader_election {
-                lease::hold(&client, &lease).await;
-            } else {
-                std::future::pending::<()>().await;
+    .boxed())
+}
+
+/// Resolves once the operator must stop: a signal, or (with leader election) a lost Lease.
+fn exit_signal(
+    client: kube::Client,
+    lease: Option<LeaseConfig>,
+) -> Shared<BoxFuture<'static, Exit>> {
+    async move {
+        let lost = async {
+            match &lease {
+                Some(lease) => lease::hold(&client, lease).await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            () = lost => Exit::LostLeadership,
+            () = shutdown_signal() => Exit::Signal,
         }
-    };
-    let shutdown = futures::future::select(Box::pin(lost), Box::pin(shutdown_signal()));
-    let shutdown = futures::FutureExt::shared(async move {
-        if let futures::future::Either::Left(_) = shutdown.await {
-            return true;
-        }
-        false
-    });
-    let apis: Vec<Api<ExecutionStop>> = if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
+    }
+    .boxed()
+    .shared()
+}
+
+/// One controller per watched namespace (or one for all), stopping gracefully on `exit`;
+/// and the caches they fill.
+fn controllers(
+    args: &RunArgs,
+    ctx: Arc<Context>,
+    exit: Shared<BoxFuture<'static, Exit>>,
+) -> (BoxFuture<'static, ()>, Vec<Store<ExecutionStop>>) {
+    let apis: Vec<Api<ExecutionStop>> = if args.namespaces.is_empty() {
+        vec![Api::all(ctx.client.clone())]
     } else {
-        namespaces
+        args.namespaces
             .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
+            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
             .collect()
     };
     let mut runs = vec![];
@@ -251,11 +281,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .applied_objects();
         let c = Controller::for_stream(stream, reader);
         stores.push(c.store());
-        let shutdown = shutdown.clone();
+        let exit = exit.clone();
         let run = c
-            .with_config(controller::Config::default().concurrency(concurrency))
+            .with_config(controller::Config::default().concurrency(args.concurrency))
             .graceful_shutdown_on(async move {
-                shutdown.await;
+                exit.await;
             })
             .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
             .for_each(|r| async move {
@@ -265,24 +295,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             });
         runs.push(run);
     }
-    metrics.count_objects_in(stores.clone());
-    tokio::spawn(async move {
-        for s in stores {
-            // The store's readiness signal wakes only its most recent waiter, and the
-            // controller waits on it too: poll again now and then instead of once.
-            while tokio::time::timeout(Duration::from_millis(100), s.wait_until_ready())
-                .await
-                .is_err()
-            {}
-        }
-        metrics.ready.store(true, Ordering::Relaxed);
-        tracing::info!("watches synced; ready");
-    });
-    futures::future::join_all(runs).await;
-    if shutdown.await {
-        anyhow::bail!("lost leadership; exiting so a fresh replica can stand by");
+    let all = futures::future::join_all(runs).map(|_| ()).boxed();
+    (all, stores)
+}
+
+/// /readyz turns ready once every watch has listed its objects.
+async fn ready_when_synced(stores: Vec<Store<ExecutionStop>>, metrics: Arc<Metrics>) {
+    for s in stores {
+        // The store's readiness signal wakes only its most recent waiter, and the
+        // controller waits on it too: poll again now and then instead of once.
+        while tokio::time::timeout(Duration::from_millis(100), s.wait_until_ready())
+            .await
+            .is_err()
+        {}
     }
-    Ok(())
+    metrics.ready.store(true, Ordering::Relaxed);
+    tracing::info!("watches synced; ready");
 }
 
 async fn shutdown_signal() {

@@ -1,7 +1,7 @@
 //! `flowstop stop` / `describe` against a local listener that records the raw request;
 //! the request is then checked with Alibaba's own signing code.
 
-mod support;
+use testkit::cloud as support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -63,8 +63,8 @@ const KEYS: &[(&str, &str)] = &[
 ];
 
 fn verify(raw: &[u8]) -> serde_json::Value {
-    let mut child = Command::new(support::python())
-        .arg(support::oracle_file("verify_request.py"))
+    let mut child = Command::new(testkit::oracle::python())
+        .arg(testkit::oracle::file("verify_request.py"))
         .arg(support::SK)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -5,7 +5,6 @@
 //! Shared by the `scenarios` and `soak` benchmarks; each uses part of it.
 #![allow(dead_code)]
 
-use flowstop::controlplane::ControlPlane;
 use flowstop::crd::ExecutionStop;
 use futures::StreamExt;
 use kube::api::{Api, PostParams};
@@ -15,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::controlplane::ControlPlane;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -35,55 +35,20 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> anyhow::Result<Env> {
-        let out = std::process::Command::new(repo("tests/control-plane/build.sh"))
+        let out = std::process::Command::new(repo("crates/testkit/control-plane/build.sh"))
             .stderr(Stdio::inherit())
             .output()?;
         anyhow::ensure!(out.status.success(), "building the control plane failed");
         let bin_dir = PathBuf::from(String::from_utf8(out.stdout)?.trim());
         let dir = tempfile::tempdir()?;
         let plane = ControlPlane::start(&bin_dir, dir.path()).await?;
-        let env_kc = plane.kubeconfig.clone();
-        let kubectl = |args: &[&str]| -> anyhow::Result<String> {
-            let o = std::process::Command::new(bin_dir.join("kubectl"))
-                .arg("--kubeconfig")
-                .arg(&env_kc)
-                .args(args)
-                .output()?;
-            anyhow::ensure!(
-                o.status.success(),
-                "kubectl {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            Ok(String::from_utf8(o.stdout)?)
-        };
-        kubectl(&["apply", "-f", repo("crds").to_str().unwrap()])?;
-        kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/executionstops.flowstop.dev",
-            "--timeout=60s",
-        ])?;
-        kubectl(&["apply", "-k", repo("deploy").to_str().unwrap()])?;
-        let token = kubectl(&[
-            "create",
-            "token",
-            "flowstop",
-            "-n",
-            "flowstop-system",
-            "--duration=2h",
-        ])?;
-        let ca =
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, plane.ca_pem()?);
-        let operator_kubeconfig = dir.path().join("operator.kubeconfig");
-        std::fs::write(
-            &operator_kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters: [{{name: l, cluster: {{server: \"{}\", certificate-authority-data: \"{ca}\"}}}}]\n\
-                 users: [{{name: op, user: {{token: \"{}\"}}}}]\ncontexts: [{{name: op, context: {{cluster: l, user: op}}}}]\ncurrent-context: op\n",
-                plane.server(),
-                token.trim()
-            ),
-        )?;
+        let kube = testkit::cluster::Cluster::attach(
+            plane.kubeconfig.clone(),
+            plane.server(),
+            bin_dir.clone(),
+        );
+        testkit::operator::install(&kube);
+        let operator_kubeconfig = kube.service_account_kubeconfig("flowstop-system", "flowstop");
         let kc = kube::config::Kubeconfig::read_from(&plane.kubeconfig)?;
         let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
         // The benchmark creates objects in bulk; do not let client-side limits shape it.
@@ -214,7 +179,15 @@ impl Emulator {
     pub async fn start(extra: &[&str]) -> anyhow::Result<Emulator> {
         let mut args = vec!["--access-key".to_string(), format!("{AK}:{SK}")];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let (child, lines) = spawn(env!("CARGO_BIN_EXE_fnf-emulator"), &args, &[], 2).await?;
+        let (child, lines) = spawn(
+            testkit::cluster::workspace_bin(repo("crates/fnf-emulator"), "fnf-emulator")
+                .to_str()
+                .unwrap(),
+            &args,
+            &[],
+            2,
+        )
+        .await?;
         let admin = lines[1].trim_start_matches("admin ").to_string();
         Ok(Emulator {
             _child: child,
@@ -244,15 +217,15 @@ pub async fn start_executions(
     prefix: &str,
     n: usize,
 ) -> anyhow::Result<()> {
-    let account = flowstop::fnf::Account {
-        endpoint: flowstop::fnf::Endpoint::url(url, false)?,
-        credentials: flowstop::fnf::Credentials::new(key.0, key.1, None),
+    let account = fnf::Account {
+        endpoint: fnf::Endpoint::url(url, false)?,
+        credentials: fnf::Credentials::new(key.0, key.1, None),
     };
-    let client = flowstop::fnf::Client::new(
-        flowstop::fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
+    let client = fnf::Client::new(
+        fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
         Duration::from_secs(10),
     );
-    let create = flowstop::fnf::Unsigned::create_flow("f", "Type: StateMachine");
+    let create = fnf::Unsigned::create_flow("f", "Type: StateMachine");
     // An existing flow (FlowAlreadyExists) is fine.
     let _ = client
         .call::<serde_json::Value>(&account, &create, Duration::ZERO)
@@ -280,130 +253,27 @@ pub async fn start_executions(
     results.into_iter().collect()
 }
 
-pub struct Operator {
-    pub child: Child,
-    pub metrics: String,
-}
+pub use testkit::operator::Operator;
 
-impl Operator {
-    pub async fn start(
-        env: &Env,
-        emulator: &Emulator,
-        ns: &str,
-        extra: &[&str],
-    ) -> anyhow::Result<Operator> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_flowstop"))
-            .args([
-                "run",
-                "--namespace",
-                ns,
-                "--endpoint",
-                &emulator.url,
-                "--metrics-addr",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(extra)
-            .env("KUBECONFIG", &env.operator_kubeconfig)
-            .env(
-                "RUST_LOG",
-                if std::env::var_os("FLOWSTOP_BENCH_OPERATOR_LOG").is_some() {
-                    "debug"
-                } else {
-                    "warn"
-                },
-            )
-            .stdout(Stdio::null())
-            .stderr(match std::env::var_os("FLOWSTOP_BENCH_OPERATOR_LOG") {
-                Some(path) => Stdio::from(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)?,
-                ),
-                None => Stdio::null(),
-            })
-            .kill_on_drop(true)
-            .spawn()?;
-        let op = Operator {
-            child,
-            metrics: format!("http://127.0.0.1:{port}"),
-        };
-        op.wait_ready().await?;
-        Ok(op)
-    }
-
-    pub async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/readyz", self.metrics)).await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
-            }
-            anyhow::ensure!(Instant::now() < deadline, "operator not ready");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Sum of a metric over its label sets.
-    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.metrics))
-            .await?
-            .text()
-            .await?;
-        Ok(text
-            .lines()
-            .filter(|l| {
-                !l.starts_with('#')
-                    && (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
-    }
-
-    /// CPU seconds used so far and peak RSS in MiB, from /proc.
-    pub fn usage(&self) -> (f64, f64, f64) {
-        let pid = self.child.id().unwrap_or(0);
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
-        let ticks = 100.0; // USER_HZ on Linux
-        let cpu = fields
-            .get(11)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / ticks
-            + fields
-                .get(12)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                / ticks;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        (cpu, kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
-    }
-}
-
-/// CPU seconds a process has used so far (user + system), from /proc.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (field(11) + field(12)) / 100.0
+/// The release operator for namespace `ns`, as its ServiceAccount, on the emulator.
+pub async fn start_operator(
+    env: &Env,
+    emulator: &Emulator,
+    ns: &str,
+    extra: &[&str],
+) -> anyhow::Result<Operator> {
+    let log = std::env::var_os("FLOWSTOP_BENCH_OPERATOR_LOG").map(PathBuf::from);
+    Operator::launch(testkit::operator::Launch {
+        binary: env!("CARGO_BIN_EXE_flowstop").into(),
+        kubeconfig: env.operator_kubeconfig.clone(),
+        namespace: ns,
+        endpoint: &emulator.url,
+        args: extra,
+        env: &[],
+        log: log.as_deref(),
+        ready_within: Duration::from_secs(120),
+    })
+    .await
 }
 
 /// When each object was first seen Stopping and first seen Ready (or final).

@@ -1,6 +1,6 @@
 //! The five scenarios of BENCHMARKS.md.
 
-use crate::env::{self, Emulator, Env, Operator, Watch, create_all, estop, writes};
+use crate::env::{self, Emulator, Env, Watch, create_all, estop, writes};
 use crate::stats::{Spread, percentile, sorted, spread};
 use flowstop::crd::ExecutionStop;
 use kube::api::{Api, Patch, PatchParams};
@@ -37,7 +37,7 @@ pub async fn latency(env: &Env, n: usize) -> anyhow::Result<Latency> {
     let emu = Emulator::start(&["--no-quota"]).await?;
     emu.executions("lat", n).await?;
     let ns = env.namespace("lat").await?;
-    let op = Operator::start(env, &emu, &ns, UNTHROTTLED).await?;
+    let op = env::start_operator(env, &emu, &ns, UNTHROTTLED).await?;
     let watch = Watch::start(&env.client, &ns).await;
     let api: Api<ExecutionStop> = Api::namespaced(env.client.clone(), &ns);
     let (mut total, mut first, mut second) = (vec![], vec![], vec![]);
@@ -64,10 +64,8 @@ pub async fn latency(env: &Env, n: usize) -> anyhow::Result<Latency> {
         first.push((stopping - t0).as_secs_f64() * 1e3);
         second.push((done - stopping).as_secs_f64() * 1e3);
     }
-    let sum = op.metric("flowstop_fnf_call_duration_seconds_sum").await?;
-    let count = op
-        .metric("flowstop_fnf_call_duration_seconds_count")
-        .await?;
+    let sum = op.metric("flowstop_fnf_call_duration_seconds_sum").await;
+    let count = op.metric("flowstop_fnf_call_duration_seconds_count").await;
     let t = sorted(total);
     Ok(Latency {
         n,
@@ -109,7 +107,7 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
         let emu = Emulator::start(&["--no-quota"]).await?;
         emu.executions("burst", n).await?;
         let ns = env.namespace("burst").await?;
-        let op = Operator::start(env, &emu, &ns, UNTHROTTLED).await?;
+        let op = env::start_operator(env, &emu, &ns, UNTHROTTLED).await?;
         let watch = Watch::start(&env.client, &ns).await;
         let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
         let objs = names
@@ -121,9 +119,9 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
         let (etcd_pid, api_pid) = env.plane.pids();
         let emu_pid = emu._child.id().unwrap_or(0);
         let others0 = [
-            env::cpu_seconds(api_pid.unwrap_or(0)),
-            env::cpu_seconds(etcd_pid.unwrap_or(0)),
-            env::cpu_seconds(emu_pid),
+            testkit::operator::cpu_seconds(api_pid.unwrap_or(0)),
+            testkit::operator::cpu_seconds(etcd_pid.unwrap_or(0)),
+            testkit::operator::cpu_seconds(emu_pid),
         ];
         let before = env.apiserver_requests().await?;
         let t0 = create_all(&env.client, &ns, objs, 64).await?;
@@ -132,9 +130,9 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
         let after = env.apiserver_requests().await?;
         let (cpu1, peak, _) = op.usage();
         let others1 = [
-            env::cpu_seconds(api_pid.unwrap_or(0)),
-            env::cpu_seconds(etcd_pid.unwrap_or(0)),
-            env::cpu_seconds(emu_pid),
+            testkit::operator::cpu_seconds(api_pid.unwrap_or(0)),
+            testkit::operator::cpu_seconds(etcd_pid.unwrap_or(0)),
+            testkit::operator::cpu_seconds(emu_pid),
         ];
         others.push([
             others1[0] - others0[0],
@@ -220,7 +218,7 @@ pub async fn quota_flowstop(env: &Env, n: usize, repeats: usize) -> anyhow::Resu
     for _ in 0..repeats {
         let emu = quota_emulator("q", n).await?;
         let ns = env.namespace("quota").await?;
-        let _op = Operator::start(
+        let _op = env::start_operator(
             env,
             &emu,
             &ns,
@@ -349,17 +347,17 @@ pub async fn at_rest(env: &Env, n: usize, restarts: usize) -> anyhow::Result<Res
     for _ in 0..restarts {
         let before = env.apiserver_requests().await?;
         let t0 = Instant::now();
-        let op = Operator::start(env, &emu, &ns, &[]).await?;
+        let op = env::start_operator(env, &emu, &ns, &[]).await?;
         ready.push(t0.elapsed().as_secs_f64());
         let deadline = Instant::now() + Duration::from_secs(600);
-        while op.metric("flowstop_reconciles_total").await? < n as f64 {
+        while op.metric("flowstop_reconciles_total").await < n as f64 {
             anyhow::ensure!(Instant::now() < deadline, "not all reconciled");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         all.push(t0.elapsed().as_secs_f64());
         let after = env.apiserver_requests().await?;
-        calls += op.metric("flowstop_fnf_calls_total").await?;
-        status_writes += op.metric("flowstop_status_writes_total").await?;
+        calls += op.metric("flowstop_fnf_calls_total").await;
+        status_writes += op.metric("flowstop_status_writes_total").await;
         api_writes += writes(&before, &after, "executionstops", "status")
             + writes(&before, &after, "executionstops", "");
         rss.push(op.usage().2);
@@ -388,12 +386,12 @@ pub async fn emulator_throughput(n: usize, repeats: usize) -> anyhow::Result<Emu
     use futures::StreamExt;
     let emu = Emulator::start(&["--no-quota"]).await?;
     emu.executions("thr", 1).await?;
-    let account = flowstop::fnf::Account {
-        endpoint: flowstop::fnf::Endpoint::url(&emu.url, false)?,
-        credentials: flowstop::fnf::Credentials::new(env::AK, env::SK, None),
+    let account = fnf::Account {
+        endpoint: fnf::Endpoint::url(&emu.url, false)?,
+        credentials: fnf::Credentials::new(env::AK, env::SK, None),
     };
-    let client = flowstop::fnf::Client::new(
-        flowstop::fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
+    let client = fnf::Client::new(
+        fnf::http_client(Duration::from_secs(2), Duration::from_secs(10)),
         Duration::from_secs(10),
     );
     let concurrency = 32;

@@ -2,7 +2,7 @@
 //! bytes and uppercase %XX, and form-decoding it gives the input back.
 #![no_main]
 
-use flowstop::fnf::sign;
+use fnf::sign;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,8 +1,8 @@
 //! The emulator's request handling (parsing, dispatch, every action) on arbitrary input.
 #![no_main]
 
-use flowstop::emulator::rpc::process_unauthenticated;
-use flowstop::emulator::state::State;
+use fnf_emulator::rpc::process_unauthenticated;
+use fnf_emulator::state::State;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

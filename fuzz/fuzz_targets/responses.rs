@@ -1,7 +1,7 @@
 //! The response and error parsers: any status and body gives a value or a typed error.
 #![no_main]
 
-use flowstop::fnf::{self, Execution, ExecutionList};
+use fnf::{Execution, ExecutionList};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 //! answer back from status.
 
 use crate::crd::ExecutionStopSpec;
-use crate::fnf::Endpoint;
+use fnf::Endpoint;
 
 /// The hosts Alibaba documents for fnf, public and VPC, in every region:
 /// `<region>.fnf.aliyuncs.com`, `<region>-internal.fnf.aliyuncs.com`, and the

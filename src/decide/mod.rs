@@ -6,11 +6,11 @@ mod status;
 #[cfg(test)]
 mod tests;
 
-pub use status::reason;
+pub use status::{Reason, condition};
 use status::{execution_info, last_error, second, second_ceil, set_phase};
 
 use crate::crd::{ExecutionStopSpec, ExecutionStopStatus, LastError, Phase};
-use crate::fnf::{Execution, ExecutionStatus, FnfError};
+use fnf::{ErrorKind, Execution, ExecutionStatus, FnfError};
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
@@ -105,7 +105,7 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub warning: bool,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub note: String,
 }
 
@@ -144,11 +144,11 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::Nothing => next_step(i, &mut s),
         // A rejected object whose Secret is gone stays as it is: there is nothing new to try.
         Outcome::NoCredentials(_) if s.rejected_credentials_version.is_some() => {
-            (Action::Wait(i.policy.credentials_recheck), "")
+            (Action::Wait(i.policy.credentials_recheck), None)
         }
         Outcome::NoCredentials(message) => {
             s.last_error = Some(LastError {
-                code: reason::CREDENTIALS_NOT_FOUND.into(),
+                code: Reason::CredentialsNotFound.as_str().into(),
                 message: message.clone(),
                 http_status: None,
                 request_id: None,
@@ -157,7 +157,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
             set_phase(
                 &mut s,
                 Phase::Pending,
-                reason::CREDENTIALS_NOT_FOUND,
+                Reason::CredentialsNotFound,
                 message,
                 i.generation,
                 i.now,
@@ -166,12 +166,12 @@ pub fn decide(i: &Input<'_>) -> Decision {
             let age = until(i.created, i.now);
             (
                 Action::Wait((age / 4).clamp(Duration::from_secs(2), Duration::from_secs(300))),
-                reason::CREDENTIALS_NOT_FOUND,
+                Some(Reason::CredentialsNotFound),
             )
         }
-        Outcome::Unusable(message) => refused(i, &mut s, reason::INVALID_REQUEST, message),
+        Outcome::Unusable(message) => refused(i, &mut s, Reason::InvalidRequest, message),
         Outcome::EndpointNotAllowed(message) => {
-            refused(i, &mut s, reason::ENDPOINT_NOT_ALLOWED, message)
+            refused(i, &mut s, Reason::EndpointNotAllowed, message)
         }
         Outcome::Stop(Ok(e)) => {
             // Our call was answered: it is the one that counts.
@@ -197,7 +197,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 s.unconfirmed_request_id = attempt.or(s.unconfirmed_request_id.take());
             }
             s.last_error = Some(last_error(e));
-            if e.is_already_completed() {
+            if e.kind() == ErrorKind::AlreadyCompleted {
                 confirming(
                     i,
                     &mut s,
@@ -276,7 +276,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
     }
     let event = transition_event(old_phase, &s, reason_set, i);
     Decision {
-        retry: reason_set == reason::RETRYING,
+        retry: reason_set == Some(Reason::Retrying),
         action,
         status: s,
         event,
@@ -288,7 +288,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
 /// settle in the pass keeps its first such event; warnings are always kept.
 pub fn fold_events(events: Vec<Event>) -> Vec<Event> {
     let settled = events.last().is_some_and(|e| {
-        !e.warning && matches!(e.reason, reason::STOPPED | reason::ALREADY_FINISHED)
+        !e.warning && matches!(e.reason, Reason::Stopped | Reason::AlreadyFinished)
     });
     let mut kept_progress = false;
     let last = events.len().saturating_sub(1);
@@ -313,11 +313,11 @@ pub fn fold_events(events: Vec<Event>) -> Vec<Event> {
 fn refused(
     i: &Input<'_>,
     s: &mut ExecutionStopStatus,
-    why: &'static str,
+    why: Reason,
     message: &str,
-) -> (Action, &'static str) {
+) -> (Action, Option<Reason>) {
     s.last_error = Some(LastError {
-        code: why.into(),
+        code: why.as_str().into(),
         message: message.into(),
         http_status: None,
         request_id: None,
@@ -325,18 +325,18 @@ fn refused(
     });
     s.next_attempt_time = None;
     set_phase(s, Phase::Failed, why, message, i.generation, i.now);
-    (Action::Done, why)
+    (Action::Done, Some(why))
 }
 
 /// With nothing observed yet: what the current status calls for.
-fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static str) {
+fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
     let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
     match s.phase {
         Some(Phase::Failed) if s.rejected_credentials_version.is_some() => {
             let changed = match i.credentials {
                 // Whether the Secret changed is only known by reading it.
                 Credentials::Unread if i.spec.credentials_secret_ref.is_some() => {
-                    return (Action::ReadCredentials, "");
+                    return (Action::ReadCredentials, None);
                 }
                 Credentials::Secret(v) => s.rejected_credentials_version.as_deref() != Some(v),
                 Credentials::Unread | Credentials::Operator => false,
@@ -349,10 +349,10 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static st
             }
             (
                 Action::Wait(until(i.now, retry_at).min(i.policy.credentials_recheck)),
-                reason::CREDENTIALS_REJECTED,
+                Some(Reason::CredentialsRejected),
             )
         }
-        Some(p) if p.is_final() => (Action::Done, ""),
+        Some(p) if p.is_final() => (Action::Done, None),
         _ if s.pending_request_id.is_some() => {
             // An attempt was recorded but its outcome was not: it may have gone out.
             // Look before calling again.
@@ -363,12 +363,12 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static st
             Action::Describe {
                 wait_seconds: i.policy.describe_wait,
             },
-            reason::CONFIRMING,
+            Some(Reason::Confirming),
         ),
         _ => {
             if let Some(next) = &s.next_attempt_time {
                 if next.0 > i.now {
-                    return (Action::Wait(until(i.now, next.0)), "");
+                    return (Action::Wait(until(i.now, next.0)), None);
                 }
             }
             if s.attempts >= max {
@@ -376,12 +376,12 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static st
                 set_phase(
                     s,
                     Phase::Failed,
-                    reason::RETRIES_EXHAUSTED,
+                    Reason::RetriesExhausted,
                     &msg,
                     i.generation,
                     i.now,
                 );
-                return (Action::Done, reason::RETRIES_EXHAUSTED);
+                return (Action::Done, Some(Reason::RetriesExhausted));
             }
             stop_attempt(i, s, false)
         }
@@ -389,7 +389,11 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static st
 }
 
 /// Records a new attempt; the shell persists this status before making the call.
-fn stop_attempt(i: &Input<'_>, s: &mut ExecutionStopStatus, extra: bool) -> (Action, &'static str) {
+fn stop_attempt(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    extra: bool,
+) -> (Action, Option<Reason>) {
     // A retry after changed credentials does not count against maxAttempts.
     if !extra {
         s.attempts += 1;
@@ -402,12 +406,12 @@ fn stop_attempt(i: &Input<'_>, s: &mut ExecutionStopStatus, extra: bool) -> (Act
     set_phase(
         s,
         Phase::Stopping,
-        reason::STOPPING,
+        Reason::Stopping,
         &msg,
         i.generation,
         i.now,
     );
-    (Action::Stop { request_id }, reason::STOPPING)
+    (Action::Stop { request_id }, Some(Reason::Stopping))
 }
 
 /// Stays Stopping and asks DescribeExecution how the execution stands.
@@ -416,19 +420,19 @@ fn confirming(
     s: &mut ExecutionStopStatus,
     msg: &str,
     wait_seconds: u32,
-) -> (Action, &'static str) {
+) -> (Action, Option<Reason>) {
     set_phase(
         s,
         Phase::Stopping,
-        reason::CONFIRMING,
+        Reason::Confirming,
         msg,
         i.generation,
         i.now,
     );
-    (Action::Describe { wait_seconds }, reason::CONFIRMING)
+    (Action::Describe { wait_seconds }, Some(Reason::Confirming))
 }
 
-fn stopped(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static str) {
+fn stopped(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
     let msg = format!(
         "execution {} of flow {} stopped",
         i.spec.execution_name, i.spec.flow_name
@@ -436,26 +440,26 @@ fn stopped(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, &'static str)
     set_phase(
         s,
         Phase::Stopped,
-        reason::STOPPED,
+        Reason::Stopped,
         &msg,
         i.generation,
         i.now,
     );
-    (Action::Done, reason::STOPPED)
+    (Action::Done, Some(Reason::Stopped))
 }
 
-fn finished(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &Execution) -> (Action, &'static str) {
+fn finished(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &Execution) -> (Action, Option<Reason>) {
     s.next_attempt_time = None;
     let msg = format!("execution had already ended with status {}", e.status);
     set_phase(
         s,
         Phase::AlreadyFinished,
-        reason::ALREADY_FINISHED,
+        Reason::AlreadyFinished,
         &msg,
         i.generation,
         i.now,
     );
-    (Action::Done, reason::ALREADY_FINISHED)
+    (Action::Done, Some(Reason::AlreadyFinished))
 }
 
 /// A 2xx whose body could not be read.
@@ -475,7 +479,7 @@ fn failure(
     s: &mut ExecutionStopStatus,
     e: &FnfError,
     counts: bool,
-) -> (Action, &'static str) {
+) -> (Action, Option<Reason>) {
     let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
     // A read-only DescribeExecution may always be asked again, even after a garbled answer.
     if e.retryable() || (!counts && garbled_success(e)) {
@@ -485,26 +489,29 @@ fn failure(
             set_phase(
                 s,
                 Phase::Failed,
-                reason::RETRIES_EXHAUSTED,
+                Reason::RetriesExhausted,
                 &msg,
                 i.generation,
                 i.now,
             );
-            return (Action::Done, reason::RETRIES_EXHAUSTED);
+            return (Action::Done, Some(Reason::RetriesExhausted));
         }
-        if counts && e.category() == "throttled" {
+        if counts && e.kind() == ErrorKind::Throttled {
             // The client-side rate limiter, emptied and slowed by this 429, paces the
             // retry; waiting out a backoff on top would only leave quota unused.
             s.next_attempt_time = None;
             set_phase(
                 s,
                 Phase::Retrying,
-                reason::RETRYING,
+                Reason::Retrying,
                 &format!("will retry: {e}"),
                 i.generation,
                 i.now,
             );
-            return (Action::Wait(i.policy.throttle_retry), reason::RETRYING);
+            return (
+                Action::Wait(i.policy.throttle_retry),
+                Some(Reason::Retrying),
+            );
         }
         let delay = backoff(i.policy, s.attempts.max(1), i.jitter);
         let at = plus(i.now, delay);
@@ -517,20 +524,20 @@ fn failure(
         set_phase(
             s,
             phase,
-            reason::RETRYING,
+            Reason::Retrying,
             &format!("will retry: {e}"),
             i.generation,
             i.now,
         );
         return (
             Action::Wait(until(i.now, s.next_attempt_time.as_ref().expect("set").0).max(delay)),
-            reason::RETRYING,
+            Some(Reason::Retrying),
         );
     }
     s.next_attempt_time = None;
     s.pending_request_id = None;
-    let why = match e.category() {
-        "auth" => {
+    let why = match e.kind() {
+        ErrorKind::Auth => {
             s.rejected_credentials_version = Some(match i.credentials {
                 Credentials::Secret(v) => v.to_string(),
                 Credentials::Unread | Credentials::Operator => "operator".to_string(),
@@ -538,51 +545,60 @@ fn failure(
             set_phase(
                 s,
                 Phase::Failed,
-                reason::CREDENTIALS_REJECTED,
+                Reason::CredentialsRejected,
                 &e.to_string(),
                 i.generation,
                 i.now,
             );
             return (
                 Action::Wait(i.policy.credentials_recheck),
-                reason::CREDENTIALS_REJECTED,
+                Some(Reason::CredentialsRejected),
             );
         }
-        "not_found" => reason::NOT_FOUND,
-        _ => reason::INVALID_REQUEST,
+        ErrorKind::NotFound => Reason::NotFound,
+        // What is left cannot pass by asking again: the request as it stands was refused,
+        // or the answer was unusable.
+        ErrorKind::AlreadyCompleted
+        | ErrorKind::Throttled
+        | ErrorKind::Conflict
+        | ErrorKind::Server
+        | ErrorKind::Invalid
+        | ErrorKind::BadResponse
+        | ErrorKind::Timeout
+        | ErrorKind::Connect
+        | ErrorKind::Credentials
+        | ErrorKind::Other => Reason::InvalidRequest,
     };
     set_phase(s, Phase::Failed, why, &e.to_string(), i.generation, i.now);
-    (Action::Done, why)
+    (Action::Done, Some(why))
 }
 
 /// One event per change of phase or reason; none when nothing changed.
 fn transition_event(
     old: Option<Phase>,
     s: &ExecutionStopStatus,
-    reason: &'static str,
+    reason: Option<Reason>,
     i: &Input<'_>,
 ) -> Option<Event> {
-    if reason.is_empty() {
-        return None;
-    }
+    let reason = reason?;
     let new = s.phase?;
     let old_reason = i
         .status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == condition::READY)
         .map(|c| c.reason.as_str());
-    if old == Some(new) && old_reason == Some(reason) && reason != reason::RETRYING {
+    if old == Some(new) && old_reason == Some(reason.as_str()) && reason != Reason::Retrying {
         return None;
     }
     let note = s
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == condition::READY)
         .map(|c| c.message.clone())
         .unwrap_or_default();
     let warning =
-        matches!(new, Phase::Failed | Phase::Retrying) || reason == reason::CREDENTIALS_NOT_FOUND;
+        matches!(new, Phase::Failed | Phase::Retrying) || reason == Reason::CredentialsNotFound;
     Some(Event {
         warning,
         reason,

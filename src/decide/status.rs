@@ -1,24 +1,51 @@
 //! Building status: conditions with stable transition times, errors, execution info.
 
 use crate::crd::{ExecutionInfo, ExecutionStopStatus, LastError, Phase};
-use crate::fnf::{Execution, FnfError};
+use fnf::{Execution, FnfError};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// Reasons on the conditions: a fixed set, documented in the README.
-pub mod reason {
-    pub const PENDING: &str = "Pending";
-    pub const STOPPING: &str = "Stopping";
-    pub const CONFIRMING: &str = "Confirming";
-    pub const RETRYING: &str = "Retrying";
-    pub const STOPPED: &str = "Stopped";
-    pub const ALREADY_FINISHED: &str = "AlreadyFinished";
-    pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
-    pub const CREDENTIALS_REJECTED: &str = "CredentialsRejected";
-    pub const NOT_FOUND: &str = "NotFound";
-    pub const INVALID_REQUEST: &str = "InvalidRequest";
-    pub const ENDPOINT_NOT_ALLOWED: &str = "EndpointNotAllowed";
-    pub const RETRIES_EXHAUSTED: &str = "RetriesExhausted";
+/// Reasons on the conditions and Events: a fixed set, documented in the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Pending,
+    Stopping,
+    Confirming,
+    Retrying,
+    Stopped,
+    AlreadyFinished,
+    CredentialsNotFound,
+    CredentialsRejected,
+    NotFound,
+    InvalidRequest,
+    EndpointNotAllowed,
+    RetriesExhausted,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Stopping => "Stopping",
+            Self::Confirming => "Confirming",
+            Self::Retrying => "Retrying",
+            Self::Stopped => "Stopped",
+            Self::AlreadyFinished => "AlreadyFinished",
+            Self::CredentialsNotFound => "CredentialsNotFound",
+            Self::CredentialsRejected => "CredentialsRejected",
+            Self::NotFound => "NotFound",
+            Self::InvalidRequest => "InvalidRequest",
+            Self::EndpointNotAllowed => "EndpointNotAllowed",
+            Self::RetriesExhausted => "RetriesExhausted",
+        }
+    }
+}
+
+/// Condition types, as kstatus and `kubectl wait` read them.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
 }
 
 /// Times in status are whole seconds: that is what the API server gives back, and
@@ -68,7 +95,7 @@ fn set_condition(
 pub fn set_phase(
     s: &mut ExecutionStopStatus,
     phase: Phase,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: i64,
     now: Timestamp,
@@ -79,27 +106,27 @@ pub fn set_phase(
     let stalled = phase == Phase::Failed;
     set_condition(
         &mut s.conditions,
-        "Ready",
+        condition::READY,
         ready,
-        reason,
+        reason.as_str(),
         message,
         generation,
         now,
     );
     set_condition(
         &mut s.conditions,
-        "Reconciling",
+        condition::RECONCILING,
         !phase.is_final(),
-        reason,
+        reason.as_str(),
         message,
         generation,
         now,
     );
     set_condition(
         &mut s.conditions,
-        "Stalled",
+        condition::STALLED,
         stalled,
-        reason,
+        reason.as_str(),
         message,
         generation,
         now,

@@ -92,7 +92,7 @@ fn a_new_object_records_attempt_one_before_calling() {
     assert_eq!(ready(&d.status), ("False", "Stopping"));
     assert_eq!(d.status.observed_generation, Some(1));
     assert_eq!(
-        d.event.as_ref().map(|e| (e.warning, e.reason)),
+        d.event.as_ref().map(|e| (e.warning, e.reason.as_str())),
         Some((false, "Stopping"))
     );
 }
@@ -216,7 +216,7 @@ fn errors_land_in_status_with_code_message_status_and_request_id() {
         ("FlowNotExists", "m", Some(404), Some("r"), false)
     );
     assert_eq!(
-        d.event.map(|e| (e.warning, e.reason)),
+        d.event.map(|e| (e.warning, e.reason.as_str())),
         Some((true, "NotFound"))
     );
 }
@@ -711,36 +711,36 @@ fn a_stop_stays_a_stop_when_only_time_passes() {
 
 #[test]
 fn events_of_a_pass_fold_into_what_a_reader_needs() {
-    let ev = |warning, reason: &'static str| Event {
+    let ev = |warning, reason: Reason| Event {
         warning,
         reason,
-        note: reason.into(),
+        note: reason.as_str().into(),
     };
     let reasons = |v: Vec<Event>| v.into_iter().map(|e| e.reason).collect::<Vec<_>>();
-    let cases: [(&str, Vec<Event>, Vec<&str>); 5] = [
+    let cases: [(&str, Vec<Event>, Vec<Reason>); 5] = [
         (
             "settled in the pass: the outcome alone",
-            vec![ev(false, reason::STOPPING), ev(false, reason::STOPPED)],
-            vec![reason::STOPPED],
+            vec![ev(false, Reason::Stopping), ev(false, Reason::Stopped)],
+            vec![Reason::Stopped],
         ),
         (
             "already finished after confirming",
             vec![
-                ev(false, reason::STOPPING),
-                ev(false, reason::CONFIRMING),
-                ev(false, reason::ALREADY_FINISHED),
+                ev(false, Reason::Stopping),
+                ev(false, Reason::Confirming),
+                ev(false, Reason::AlreadyFinished),
             ],
-            vec![reason::ALREADY_FINISHED],
+            vec![Reason::AlreadyFinished],
         ),
         (
             "not settled: the first progress event",
-            vec![ev(false, reason::STOPPING), ev(false, reason::CONFIRMING)],
-            vec![reason::STOPPING],
+            vec![ev(false, Reason::Stopping), ev(false, Reason::Confirming)],
+            vec![Reason::Stopping],
         ),
         (
             "a failure keeps the attempt",
-            vec![ev(false, reason::STOPPING), ev(true, reason::RETRYING)],
-            vec![reason::STOPPING, reason::RETRYING],
+            vec![ev(false, Reason::Stopping), ev(true, Reason::Retrying)],
+            vec![Reason::Stopping, Reason::Retrying],
         ),
         ("nothing", vec![], vec![]),
     ];

@@ -2,7 +2,7 @@
 //! or the operator's chain (environment or RRSA).
 
 use crate::crd::ExecutionStop;
-use crate::fnf::{Credentials, Provider};
+use fnf::{Credentials, Provider};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;

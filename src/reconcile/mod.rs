@@ -8,10 +8,10 @@ pub use credentials::SecretCache;
 use crate::crd::{ExecutionStop, ExecutionStopStatus};
 use crate::decide::endpoint::Refusal;
 use crate::decide::{self, Action, Decision, Input, Outcome, Policy};
-use crate::fnf::{Account, Execution, FnfApi, FnfError, Provider, StopRequest};
 use crate::ratelimit::RateLimiter;
 use crate::telemetry::Metrics;
 use credentials::Found;
+use fnf::{Account, ErrorKind, Execution, FnfApi, FnfError, Provider, StopRequest};
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller;
@@ -192,7 +192,7 @@ impl Pass<'_> {
             } else {
                 EventType::Normal
             },
-            reason: ev.reason.into(),
+            reason: ev.reason.as_str().into(),
             note: Some(ev.note.chars().take(1000).collect()),
             action: "StopExecution".into(),
             secondary: None,
@@ -298,13 +298,13 @@ impl Pass<'_> {
     ) {
         let outcome = match r {
             Ok(_) => "ok",
-            Err(e) => e.category(),
+            Err(e) => e.kind().as_str(),
         };
         self.ctx
             .metrics
             .call(action, outcome, started.elapsed().as_secs_f64());
         match r {
-            Err(e) if e.category() == "throttled" => limiter.throttled(key),
+            Err(e) if e.kind() == ErrorKind::Throttled => limiter.throttled(key),
             Ok(_) => limiter.succeeded(key),
             Err(_) => {}
         }

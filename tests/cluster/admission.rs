@@ -1,6 +1,6 @@
 //! Invalid ExecutionStops are refused by `kubectl apply`, with the field named.
 
-use crate::operator_support::installed;
+use testkit::operator::installed;
 
 fn manifest(ns: &str, name: &str, spec: &str) -> String {
     format!(
@@ -51,7 +51,7 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
     ];
     assert!(cases.len() >= 25, "the catalogue has {} cases", cases.len());
     for (i, (what, spec, field)) in cases.iter().enumerate() {
-        let (ok, out) = c.apply(&manifest(&ns, &format!("bad-{i}"), spec));
+        let (ok, out) = c.try_apply(&manifest(&ns, &format!("bad-{i}"), spec));
         assert!(!ok, "{what}: accepted:\n{out}");
         assert!(
             out.contains(field),
@@ -64,9 +64,9 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
 async fn spec_is_immutable_after_creation() {
     let c = installed();
     let ns = c.namespace("immutable");
-    let (ok, out) = c.apply(&manifest(&ns, "s", "  flowName: f\n  executionName: e\n"));
+    let (ok, out) = c.try_apply(&manifest(&ns, "s", "  flowName: f\n  executionName: e\n"));
     assert!(ok, "{out}");
-    let (ok, out) = c.apply(&manifest(
+    let (ok, out) = c.try_apply(&manifest(
         &ns,
         "s",
         "  flowName: f\n  executionName: other\n",

@@ -3,13 +3,14 @@
 //! CA, loopback) stand in for hosts an ExecutionStop author might name, and count every
 //! connection they get.
 
-use crate::common;
-use crate::operator::wait_event;
-use crate::operator_support::{Cloud, Operator, installed, secret_yaml, status, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use testkit::cloud::Cloud;
+use testkit::cloud::{AK, SK};
+use testkit::fixtures::{ExecutionStop, secret};
+use testkit::operator::{Operator, installed, status, wait_event, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OPERATOR_KEY_ID: &str = "LTAIoperatorOwnKeyId";
@@ -231,15 +232,10 @@ async fn read_request(s: &mut (impl AsyncReadExt + Unpin)) -> String {
 }
 
 fn object(ns: &str, name: &str, endpoint: &str, own_secret: bool) -> String {
-    let secret = if own_secret {
-        "  credentialsSecretRef: {name: creds}\n"
-    } else {
-        ""
-    };
-    format!(
-        "apiVersion: flowstop.dev/v1alpha1\nkind: ExecutionStop\nmetadata: {{name: {name}, namespace: {ns}}}\n\
-         spec:\n  flowName: f\n  executionName: e1\n  endpoint: {endpoint:?}\n  maxAttempts: 1\n{secret}"
-    )
+    let o = ExecutionStop::new(ns, name, "f", "e1")
+        .endpoint(endpoint)
+        .max_attempts(1);
+    if own_secret { o.secret("creds") } else { o }.yaml()
 }
 
 /// The operator with its own keys and token in its environment, trusting the test CA,
@@ -303,7 +299,7 @@ async fn a_host_off_the_allowlist_gets_no_connection_unless_the_object_brings_it
     let ca = test_ca();
     let server = Foreign::start(&ca, Answer::Stopped).await;
     let cloud = Cloud::new(|_| {}).await;
-    c.apply_ok(&secret_yaml(&ns, "creds", common::SK));
+    c.apply(&secret(&ns, "creds", AK, SK));
     let op = operator(&ns, &cloud, &ca).await;
     let url = format!("https://127.0.0.1:{}/", server.port);
     let tricks = [
@@ -324,7 +320,7 @@ async fn a_host_off_the_allowlist_gets_no_connection_unless_the_object_brings_it
         ),
     ];
     for (name, endpoint) in &tricks {
-        c.apply_ok(&object(&ns, name, endpoint, false));
+        c.apply(&object(&ns, name, endpoint, false));
     }
     for (name, _) in &tricks {
         wait_for(c, &ns, name, "jsonpath={.status.phase}=Failed");
@@ -343,12 +339,12 @@ async fn a_host_off_the_allowlist_gets_no_connection_unless_the_object_brings_it
         assert_nothing_leaked(&ns, name);
     }
     // The same endpoint with the object's own Secret goes through, with that Secret's key.
-    c.apply_ok(&object(&ns, "own", &url, true));
+    c.apply(&object(&ns, "own", &url, true));
     wait_for(c, &ns, "own", "condition=Ready");
     assert_eq!(status(c, &ns, "own")["phase"], "Stopped");
     let requests = server.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert!(requests[0].contains(common::AK), "{}", requests[0]);
+    assert!(requests[0].contains(AK), "{}", requests[0]);
     for secret in [OPERATOR_KEY_ID, OPERATOR_TOKEN] {
         assert!(!requests[0].contains(secret), "{}", requests[0]);
     }
@@ -369,7 +365,7 @@ async fn a_redirect_from_an_allowed_host_is_not_followed() {
     let cloud = Cloud::new(|_| {}).await;
     let op = operator(&ns, &cloud, &ca).await;
     let endpoint = format!("https://localhost:{}/", allowed.port);
-    c.apply_ok(&object(&ns, "redirected", &endpoint, false));
+    c.apply(&object(&ns, "redirected", &endpoint, false));
     wait_for(c, &ns, "redirected", "jsonpath={.status.phase}=Failed");
     let s = status(c, &ns, "redirected");
     assert_eq!(s["lastError"]["httpStatus"], 302, "{s}");

@@ -2,44 +2,11 @@
 //! ServiceAccount, with the ClusterRole from deploy/) calls the fnf-emulator, and the
 //! outcome lands in status.
 
-use crate::common;
-use crate::operator_support::{
-    Cloud, Operator, estop_yaml, installed, secret_yaml, status, wait_for,
-};
 use serde_json::Value;
-
-/// Events are published off the critical path: wait (bounded) for one to appear.
-pub async fn wait_event(
-    c: &crate::support::Cluster,
-    ns: &str,
-    type_: &str,
-    reason: &str,
-) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let events = c.must(
-            &[
-                "get",
-                "events",
-                "-n",
-                ns,
-                "--field-selector",
-                &format!("type={type_}"),
-                "-o",
-                "json",
-            ],
-            None,
-        );
-        if events.contains(&format!("\"reason\": \"{reason}\"")) {
-            return events;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {type_} event {reason}: {events}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
+use testkit::cloud::Cloud;
+use testkit::cloud::{AK, SK};
+use testkit::fixtures::{ExecutionStop, secret};
+use testkit::operator::{Operator, installed, setup, status, wait_event, wait_for};
 
 fn condition<'a>(s: &'a Value, type_: &str) -> &'a Value {
     s["conditions"]
@@ -50,35 +17,18 @@ fn condition<'a>(s: &'a Value, type_: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {type_} in {s}"))
 }
 
-/// Namespace, Secret, emulator with flow "f", operator.
-async fn setup(
-    prefix: &str,
-    adjust: impl FnOnce(&mut flowstop::emulator::Config),
-    extra: &[&str],
-) -> (String, Cloud, Operator) {
-    let c = installed();
-    let ns = c.namespace(prefix);
-    let cloud = Cloud::new(adjust).await;
-    cloud.flow("f").await;
-    let (ok, out) = c.apply(&secret_yaml(&ns, "creds", common::SK));
-    assert!(ok, "{out}");
-    let op = Operator::start(&ns, &cloud.emu.url(), extra).await;
-    (ns, cloud, op)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_execution_is_stopped_once() {
     let c = installed();
     let (ns, cloud, op) = setup("stop", |_| {}, &[]).await;
     cloud.start("f", "e1", None).await;
-    let (ok, out) = c.apply(&estop_yaml(
-        &ns,
-        "s1",
-        "f",
-        "e1",
-        "  cause: rollout\n  error: Aborted\n",
-    ));
-    assert!(ok, "{out}");
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .cause("rollout")
+            .error("Aborted")
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "condition=Ready");
     let s = status(c, &ns, "s1");
     assert_eq!(s["phase"], "Stopped");
@@ -104,7 +54,7 @@ async fn a_running_execution_is_stopped_once() {
     // One Normal event for the outcome (a Stopping event in the same pass is folded in).
     let events = wait_event(c, &ns, "Normal", "Stopped").await;
     assert!(!events.contains("\"Stopping\""), "{events}");
-    assert!(!events.contains(common::SK));
+    assert!(!events.contains(SK));
     op.stop().await;
 }
 
@@ -119,7 +69,11 @@ async fn an_already_finished_execution_is_reported_with_its_final_status() {
             Some(r#"{"emulator":{"durationMs":0,"result":"Succeeded"}}"#),
         )
         .await;
-    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "condition=Ready");
     let s = status(c, &ns, "s1");
     assert_eq!(s["phase"], "AlreadyFinished");
@@ -134,7 +88,11 @@ async fn an_already_finished_execution_is_reported_with_its_final_status() {
 async fn an_unknown_flow_fails_at_once_without_retries() {
     let c = installed();
     let (ns, cloud, op) = setup("nf", |_| {}, &[]).await;
-    c.apply(&estop_yaml(&ns, "s1", "nope", "e1", ""));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "nope", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "jsonpath={.status.phase}=Failed");
     let s = status(c, &ns, "s1");
     assert_eq!(s["lastError"]["code"], "FlowNotExists");
@@ -158,13 +116,17 @@ async fn transient_errors_are_retried_until_success() {
     let (ns, cloud, op) = setup(
         "retry",
         |c| {
-            c.faults = vec![flowstop::emulator::parse_rule("StopExecution=500,500,429").unwrap()];
+            c.faults = vec![fnf_emulator::parse_rule("StopExecution=500,500,429").unwrap()];
         },
         &[],
     )
     .await;
     cloud.start("f", "e1", None).await;
-    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "condition=Ready");
     let s = status(c, &ns, "s1");
     assert_eq!(s["phase"], "Stopped");
@@ -187,14 +149,18 @@ async fn exhausted_attempts_fail_with_the_last_error() {
     let (ns, cloud, op) = setup(
         "exhaust",
         |c| {
-            c.faults =
-                vec![flowstop::emulator::parse_rule("StopExecution=500,500,503,500").unwrap()];
+            c.faults = vec![fnf_emulator::parse_rule("StopExecution=500,500,503,500").unwrap()];
         },
         &[],
     )
     .await;
     cloud.start("f", "e1", None).await;
-    c.apply(&estop_yaml(&ns, "s1", "f", "e1", "  maxAttempts: 3\n"));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .max_attempts(3)
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "jsonpath={.status.phase}=Failed");
     let s = status(c, &ns, "s1");
     assert_eq!(s["attempts"], 3);
@@ -216,7 +182,11 @@ async fn a_missing_secret_waits_then_proceeds_once_created() {
     cloud.flow("f").await;
     cloud.start("f", "e1", None).await;
     let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
-    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(
         c,
         &ns,
@@ -234,7 +204,7 @@ async fn a_missing_secret_waits_then_proceeds_once_created() {
         "{s}"
     );
     assert_eq!(cloud.calls("StopExecution"), 0);
-    c.apply(&secret_yaml(&ns, "creds", common::SK));
+    c.apply(&secret(&ns, "creds", AK, SK));
     wait_for(c, &ns, "s1", "condition=Ready");
     assert_eq!(status(c, &ns, "s1")["phase"], "Stopped");
     assert_eq!(cloud.calls("StopExecution"), 1);
@@ -248,9 +218,13 @@ async fn a_wrong_secret_is_reported_as_signature_mismatch() {
     let cloud = Cloud::new(|_| {}).await;
     cloud.flow("f").await;
     cloud.start("f", "e1", None).await;
-    c.apply(&secret_yaml(&ns, "creds", "not-the-secret"));
+    c.apply(&secret(&ns, "creds", AK, "not-the-secret"));
     let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
-    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "jsonpath={.status.phase}=Failed");
     let s = status(c, &ns, "s1");
     assert_eq!(s["lastError"]["code"], "SignatureNotMatch");
@@ -260,7 +234,7 @@ async fn a_wrong_secret_is_reported_as_signature_mismatch() {
     let yaml = c.must(&["get", "estop", "-n", &ns, "s1", "-o", "yaml"], None);
     assert!(!yaml.contains("not-the-secret"));
     // Fixing the Secret makes the operator try again (it checks the Secret's version).
-    c.apply(&secret_yaml(&ns, "creds", common::SK));
+    c.apply(&secret(&ns, "creds", AK, SK));
     op.stop().await;
 }
 
@@ -269,7 +243,11 @@ async fn an_asynchronous_stop_is_confirmed_by_describe() {
     let c = installed();
     let (ns, cloud, op) = setup("async", |c| c.async_stop_ms = Some(700), &[]).await;
     cloud.start("f", "e1", None).await;
-    c.apply(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "condition=Ready");
     let s = status(c, &ns, "s1");
     assert_eq!(
@@ -287,13 +265,11 @@ async fn a_restarted_operator_makes_no_calls_and_no_writes_for_finished_objects(
     let (ns, cloud, op) = setup("restart", |_| {}, &[]).await;
     for i in 0..3 {
         cloud.start("f", &format!("e{i}"), None).await;
-        c.apply(&estop_yaml(
-            &ns,
-            &format!("s{i}"),
-            "f",
-            &format!("e{i}"),
-            "",
-        ));
+        c.apply(
+            &ExecutionStop::new(&ns, &format!("s{i}"), "f", &format!("e{i}"))
+                .secret("creds")
+                .yaml(),
+        );
     }
     for i in 0..3 {
         wait_for(c, &ns, &format!("s{i}"), "condition=Ready");
@@ -319,7 +295,7 @@ async fn a_restarted_operator_makes_no_calls_and_no_writes_for_finished_objects(
     let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
     // Wait until the new operator has reconciled all three objects (its own count).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while op.counter("flowstop_reconciles_total").await < 3.0 {
+    while op.metric("flowstop_reconciles_total").await < 3.0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{}",
@@ -333,11 +309,11 @@ async fn a_restarted_operator_makes_no_calls_and_no_writes_for_finished_objects(
         "no fnf calls"
     );
     assert_eq!(
-        op.counter("flowstop_status_writes_total").await,
+        op.metric("flowstop_status_writes_total").await,
         0.0,
         "no status writes"
     );
-    assert_eq!(op.counter("flowstop_fnf_calls_total").await, 0.0);
+    assert_eq!(op.metric("flowstop_fnf_calls_total").await, 0.0);
     for (i, rv) in before.iter().enumerate() {
         let now = c.must(
             &[
@@ -365,18 +341,15 @@ async fn an_attempt_left_pending_by_a_crash_is_confirmed_then_made() {
     cloud.flow("f").await;
     cloud.start("f", "e1", None).await;
     cloud.start("f", "e2", None).await;
-    assert!(
-        c.apply(&crate::operator_support::secret_yaml(
-            &ns,
-            "creds",
-            common::SK
-        ))
-        .0
-    );
+    c.apply(&secret(&ns, "creds", AK, SK));
     // The status the operator itself would have applied as its intent record.
     let api: kube::Api<flowstop::crd::ExecutionStop> = kube::Api::namespaced(c.client().await, &ns);
     for (name, exec) in [("s1", "e1"), ("s2", "e2")] {
-        assert!(c.apply(&estop_yaml(&ns, name, "f", exec, "")).0);
+        c.apply(
+            &ExecutionStop::new(&ns, name, "f", exec)
+                .secret("creds")
+                .yaml(),
+        );
         let intent = serde_json::json!({"apiVersion": "flowstop.dev/v1alpha1", "kind": "ExecutionStop", "status": {
             "phase": "Stopping", "attempts": 1, "pendingRequestId": format!("crashed-{name}"), "lastAttemptTime": "2026-01-01T00:00:00Z"}});
         let params = kube::api::PatchParams::apply(flowstop::reconcile::MANAGER).force();
@@ -389,7 +362,7 @@ async fn an_attempt_left_pending_by_a_crash_is_confirmed_then_made() {
         .client
         .stop_execution(
             &cloud.account,
-            &flowstop::fnf::StopRequest {
+            &fnf::StopRequest {
                 flow_name: "f".into(),
                 execution_name: "e2".into(),
                 ..Default::default()

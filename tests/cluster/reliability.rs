@@ -1,10 +1,12 @@
 //! Reliability and security on the real control plane: leader failover without a second
 //! stop, hostile answers end to end, and no secret in logs, Events, status or metrics.
 
-use crate::common;
-use crate::operator_support::{Cloud, Operator, estop_yaml, installed, status, wait_for};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
+use testkit::cloud::Cloud;
+use testkit::cloud::{AK, SK};
+use testkit::fixtures::{ExecutionStop, secret};
+use testkit::operator::{Operator, installed, status, wait_for};
 
 async fn executions(cloud: &Cloud) -> Vec<serde_json::Value> {
     reqwest::get(format!("{}/executions", cloud.emu.admin_url()))
@@ -41,11 +43,7 @@ async fn the_standby_takes_over_and_no_execution_is_stopped_twice() {
     for i in 0..n {
         cloud.start("f", &format!("e{i}"), None).await;
     }
-    c.apply(&crate::operator_support::secret_yaml(
-        &ns,
-        "creds",
-        common::SK,
-    ));
+    c.apply(&secret(&ns, "creds", AK, SK));
     let lease = format!("lease-{ns}");
     let args = |id: &'static str| -> Vec<String> {
         [
@@ -87,11 +85,11 @@ async fn the_standby_takes_over_and_no_execution_is_stopped_twice() {
         &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
     )
     .await;
-    let yaml: String = (0..n)
-        .map(|i| estop_yaml(&ns, &format!("s{i}"), "f", &format!("e{i}"), "") + "---\n")
-        .collect();
-    let (ok, out) = c.apply(&yaml);
-    assert!(ok, "{out}");
+    c.apply(&testkit::fixtures::list((0..n).map(|i| {
+        ExecutionStop::new(&ns, &format!("s{i}"), "f", &format!("e{i}"))
+            .secret("creds")
+            .yaml()
+    })));
     // Kill the leader in the middle of the burst (8 stops a second).
     let deadline = Instant::now() + Duration::from_secs(30);
     while cloud.count("StopExecution", "OK") < 10 {
@@ -161,28 +159,30 @@ async fn secrets_never_appear_in_logs_events_status_or_metrics() {
     let secret = format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: creds, namespace: {ns}}}\n\
          stringData: {{accessKeyId: {}, accessKeySecret: {:?}, securityToken: {TOKEN}}}\n",
-        common::AK,
-        common::SK
+        AK, SK
     );
-    assert!(c.apply(&secret).0);
+    c.apply(&secret);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("operator.log");
-    let op =
-        Operator::start_logged(&ns, &cloud.emu.url(), &["--call-timeout", "1"], Some(&log)).await;
+    let op = Operator::start_logged(&ns, &cloud.emu.url(), &["--call-timeout", "1"], &log).await;
     // One that succeeds, one whose endpoint refuses connections (errors carry URLs).
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    c.apply(&estop_yaml(&ns, "ok", "f", "e1", ""));
-    c.apply(&estop_yaml(
-        &ns,
-        "refused",
-        "f",
-        "e1",
-        &format!("  endpoint: http://127.0.0.1:{closed}\n  maxAttempts: 2\n"),
-    ));
+    c.apply(
+        &ExecutionStop::new(&ns, "ok", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
+    c.apply(
+        &ExecutionStop::new(&ns, "refused", "f", "e1")
+            .secret("creds")
+            .endpoint(&format!("http://127.0.0.1:{closed}"))
+            .max_attempts(2)
+            .yaml(),
+    );
     wait_for(c, &ns, "ok", "condition=Ready");
     wait_for(c, &ns, "refused", "jsonpath={.status.phase}=Failed");
     assert_eq!(
@@ -197,7 +197,7 @@ async fn secrets_never_appear_in_logs_events_status_or_metrics() {
     haystack += &c.must(&["get", "events", "-n", &ns, "-o", "yaml"], None);
     haystack += &c.must(&["get", "executionstops", "-n", &ns, "-o", "yaml"], None);
     haystack += &op.metrics_text().await;
-    for needle in [common::SK, TOKEN] {
+    for needle in [SK, TOKEN] {
         assert_eq!(haystack.matches(needle).count(), 0, "{needle} leaked");
     }
     op.stop().await;
@@ -225,16 +225,13 @@ async fn another_namespaces_secret_is_never_used() {
     cloud.flow("f").await;
     cloud.start("f", "e1", None).await;
     // The only Secret named "creds" lives in the other namespace.
-    assert!(
-        c.apply(&crate::operator_support::secret_yaml(
-            &other,
-            "creds",
-            common::SK
-        ))
-        .0
-    );
+    c.apply(&secret(&other, "creds", AK, SK));
     let op = Operator::start(&home, &cloud.emu.url(), &[]).await;
-    c.apply(&estop_yaml(&home, "s1", "f", "e1", ""));
+    c.apply(
+        &ExecutionStop::new(&home, "s1", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(
         c,
         &home,
@@ -290,11 +287,7 @@ fn hostile_server(answers: Vec<Answer>) -> String {
 async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds() {
     let c = installed();
     let ns = c.namespace("hostile");
-    c.apply(&crate::operator_support::secret_yaml(
-        &ns,
-        "creds",
-        common::SK,
-    ));
+    c.apply(&secret(&ns, "creds", AK, SK));
     let answers: Vec<Answer> = vec![
         Box::new(|s| {
             let body = "<html><body><h1>502 Bad Gateway</h1></body></html>";
@@ -360,13 +353,12 @@ async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds()
             }
         }
     });
-    c.apply(&estop_yaml(
-        &ns,
-        "s1",
-        "f",
-        "e1",
-        &format!("  endpoint: {url}\n"),
-    ));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .endpoint(&url)
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "condition=Ready");
     watch.abort();
     let s = status(c, &ns, "s1");
@@ -388,6 +380,6 @@ async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds()
             "status never showed {clue:?}; it showed:\n{errors}"
         );
     }
-    crate::operator::wait_event(c, &ns, "Warning", "Retrying").await;
+    testkit::operator::wait_event(c, &ns, "Warning", "Retrying").await;
     op.stop().await;
 }

@@ -2,11 +2,11 @@
 //! a corrected Secret being tried again, and phase counts that forget deleted objects.
 //! Each test here failed on the operator before the shell kept one current status.
 
-use crate::common;
-use crate::operator_support::{
-    Cloud, Operator, estop_yaml, installed, secret_yaml, status, wait_for,
-};
 use std::time::Duration;
+use testkit::cloud::Cloud;
+use testkit::cloud::{AK, SK};
+use testkit::fixtures::{ExecutionStop, secret};
+use testkit::operator::{Operator, installed, setup, status, wait_for};
 
 fn uid(ns: &str, name: &str) -> String {
     installed().must(
@@ -44,11 +44,15 @@ async fn two_namespaces_one_execution_one_stopped_one_already_finished() {
     cloud.flow("f").await;
     cloud.start("f", "e1", None).await;
     for ns in [&a, &b] {
-        c.apply_ok(&secret_yaml(ns, "creds", common::SK));
+        c.apply(&secret(ns, "creds", AK, SK));
     }
     let op = Operator::start(&format!("{a},{b}"), &cloud.emu.url(), &[]).await;
     for ns in [&a, &b] {
-        c.apply_ok(&estop_yaml(ns, "s1", "f", "e1", ""));
+        c.apply(
+            &ExecutionStop::new(ns, "s1", "f", "e1")
+                .secret("creds")
+                .yaml(),
+        );
     }
     for ns in [&a, &b] {
         wait_for(c, ns, "s1", "condition=Ready");
@@ -77,26 +81,15 @@ async fn two_namespaces_one_execution_one_stopped_one_already_finished() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_execution_stopped_out_of_band_is_already_finished() {
     let c = installed();
-    let ns = c.namespace("oob");
-    let cloud = Cloud::new(|_| {}).await;
-    cloud.flow("f").await;
+    let (ns, cloud, op) = setup("oob", |_| {}, &[]).await;
     cloud.start("f", "e1", None).await;
     // Another client (a person, a script) stops it through the API first.
-    cloud
-        .client
-        .stop_execution(
-            &cloud.account,
-            &flowstop::fnf::StopRequest {
-                flow_name: "f".into(),
-                execution_name: "e1".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    c.apply_ok(&secret_yaml(&ns, "creds", common::SK));
-    let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
-    c.apply_ok(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    cloud.stop_out_of_band("f", "e1").await;
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "condition=Ready");
     let s = status(c, &ns, "s1");
     assert_eq!(s["phase"], "AlreadyFinished", "{s}");
@@ -109,13 +102,13 @@ async fn an_execution_stopped_out_of_band_is_already_finished() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_asynchronous_stop_keeps_the_request_id_of_the_call_that_succeeded() {
     let c = installed();
-    let ns = c.namespace("async-id");
-    let cloud = Cloud::new(|c| c.async_stop_ms = Some(700)).await;
-    cloud.flow("f").await;
+    let (ns, cloud, op) = setup("async-id", |c| c.async_stop_ms = Some(700), &[]).await;
     cloud.start("f", "e1", None).await;
-    c.apply_ok(&secret_yaml(&ns, "creds", common::SK));
-    let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
-    c.apply_ok(&estop_yaml(&ns, "s1", "f", "e1", ""));
+    c.apply(
+        &ExecutionStop::new(&ns, "s1", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
     wait_for(c, &ns, "s1", "condition=Ready");
     let s = status(c, &ns, "s1");
     assert_eq!(s["phase"], "Stopped", "{s}");
@@ -137,23 +130,29 @@ async fn a_corrected_secret_is_tried_again_and_an_unchanged_one_is_not() {
     cloud.flow("f").await;
     cloud.start("f", "e1", None).await;
     cloud.start("f", "e2", None).await;
-    c.apply_ok(&secret_yaml(&ns, "creds", "not-the-secret"));
-    c.apply_ok(&secret_yaml(&ns, "other", "not-the-secret"));
+    c.apply(&secret(&ns, "creds", AK, "not-the-secret"));
+    c.apply(&secret(&ns, "other", AK, "not-the-secret"));
     let op = Operator::start(
         &ns,
         &cloud.emu.url(),
         &["--credentials-recheck-seconds", "1"],
     )
     .await;
-    c.apply_ok(&estop_yaml(&ns, "fixed", "f", "e1", ""));
-    c.apply_ok(
-        &estop_yaml(&ns, "unchanged", "f", "e2", "").replace("{name: creds}", "{name: other}"),
+    c.apply(
+        &ExecutionStop::new(&ns, "fixed", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
+    c.apply(
+        &ExecutionStop::new(&ns, "unchanged", "f", "e2")
+            .secret("other")
+            .yaml(),
     );
     for name in ["fixed", "unchanged"] {
         wait_for(c, &ns, name, "jsonpath={.status.phase}=Failed");
     }
     assert_eq!(cloud.calls("StopExecution"), 2, "one rejected call each");
-    c.apply_ok(&secret_yaml(&ns, "creds", common::SK));
+    c.apply(&secret(&ns, "creds", AK, SK));
     wait_for(c, &ns, "fixed", "condition=Ready");
     let s = status(c, &ns, "fixed");
     assert_eq!(s["phase"], "Stopped", "{s}");
@@ -163,9 +162,9 @@ async fn a_corrected_secret_is_tried_again_and_an_unchanged_one_is_not() {
     );
     assert_eq!(cloud.count("StopExecution", "OK"), 1);
     // The unchanged Secret is checked every second; a few checks later, still no call.
-    let reconciles = op.counter("flowstop_reconciles_total").await;
+    let reconciles = op.metric("flowstop_reconciles_total").await;
     eventually("three more rechecks", || async {
-        op.counter("flowstop_reconciles_total").await >= reconciles + 3.0
+        op.metric("flowstop_reconciles_total").await >= reconciles + 3.0
     })
     .await;
     assert_eq!(status(c, &ns, "unchanged")["phase"], "Failed");
@@ -187,20 +186,14 @@ fn objects(metrics: &str, phase: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_objects_are_no_longer_counted() {
     let c = installed();
-    let ns = c.namespace("churn");
-    let cloud = Cloud::new(|_| {}).await;
-    cloud.flow("f").await;
-    c.apply_ok(&secret_yaml(&ns, "creds", common::SK));
-    let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
+    let (ns, cloud, op) = setup("churn", |_| {}, &[]).await;
     for i in 0..3 {
         cloud.start("f", &format!("e{i}"), None).await;
-        c.apply_ok(&estop_yaml(
-            &ns,
-            &format!("s{i}"),
-            "f",
-            &format!("e{i}"),
-            "",
-        ));
+        c.apply(
+            &ExecutionStop::new(&ns, &format!("s{i}"), "f", &format!("e{i}"))
+                .secret("creds")
+                .yaml(),
+        );
     }
     for i in 0..3 {
         wait_for(c, &ns, &format!("s{i}"), "condition=Ready");

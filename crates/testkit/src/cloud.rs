@@ -1,0 +1,98 @@
+//! The cloud side of a test: an in-process fnf-emulator with the test key, and a client
+//! on it.
+
+use fnf::{Account, Credentials, Endpoint, Unsigned};
+use fnf_emulator::{Config, Running};
+use std::time::Duration;
+
+pub const AK: &str = "testAccessKeyId";
+pub const SK: &str = "testAccessKeySecret/+=";
+
+/// An emulator on a free loopback port with the test key, optionally adjusted.
+pub async fn emulator(adjust: impl FnOnce(&mut Config)) -> Running {
+    let mut config = Config {
+        access_keys: vec![(AK.into(), SK.into())],
+        ..Config::default()
+    };
+    adjust(&mut config);
+    fnf_emulator::start(config)
+        .await
+        .expect("the emulator starts on loopback")
+}
+
+/// An emulator (no quota unless adjusted) plus a fnf client on it with the test key.
+pub struct Cloud {
+    pub emu: Running,
+    pub client: fnf::Client,
+    pub account: Account,
+}
+
+impl Cloud {
+    pub async fn new(adjust: impl FnOnce(&mut Config)) -> Cloud {
+        let emu = emulator(|c| {
+            c.no_quota = true;
+            adjust(c)
+        })
+        .await;
+        let account = Account {
+            endpoint: Endpoint::url(&emu.url(), false).unwrap(),
+            credentials: Credentials::new(AK, SK, None),
+        };
+        let client = fnf::Client::new(
+            fnf::http_client(Duration::from_secs(2), Duration::from_secs(5)),
+            Duration::from_secs(5),
+        );
+        Cloud {
+            emu,
+            client,
+            account,
+        }
+    }
+
+    pub async fn flow(&self, name: &str) {
+        let u = Unsigned::create_flow(name, "Type: StateMachine\nName: x");
+        self.client
+            .call::<serde_json::Value>(&self.account, &u, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+
+    pub async fn start(&self, flow: &str, exec: &str, input: Option<&str>) {
+        self.client
+            .start_execution(&self.account, flow, Some(exec), input)
+            .await
+            .unwrap();
+    }
+
+    /// Stops an execution as another client would (a person, a script).
+    pub async fn stop_out_of_band(&self, flow: &str, exec: &str) -> fnf::Execution {
+        self.client
+            .stop_execution(
+                &self.account,
+                &fnf::StopRequest {
+                    flow_name: flow.into(),
+                    execution_name: exec.into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Calls of `action` with this outcome (`OK` or an error code).
+    pub fn count(&self, action: &str, outcome: &str) -> u64 {
+        self.emu.emulator.count(action, outcome)
+    }
+
+    /// Every call of `action`, whatever its outcome.
+    pub fn calls(&self, action: &str) -> u64 {
+        self.emu
+            .emulator
+            .lock()
+            .counters
+            .iter()
+            .filter(|((a, _), _)| a == action)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}

@@ -1,0 +1,15 @@
+//! flowstop's test kit, for tests, benchmarks and scripts alike (never shipped):
+//! - `controlplane`: etcd + kube-apiserver built from upstream modules, on loopback;
+//! - `cluster`: one such plane per test process, driven with kubectl as users do;
+//! - `operator`: install crds/ and deploy/, run `flowstop run` as its ServiceAccount;
+//! - `cloud`: an in-process fnf-emulator and a client on it;
+//! - `fixtures`: typed builders of the objects tests apply;
+//! - `oracle`: Alibaba's official SDKs, installed by scripts/oracles.
+#![forbid(unsafe_code)]
+
+pub mod cloud;
+pub mod cluster;
+pub mod controlplane;
+pub mod fixtures;
+pub mod operator;
+pub mod oracle;

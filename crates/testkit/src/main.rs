@@ -1,0 +1,68 @@
+#![forbid(unsafe_code)]
+//! `testkit`: the test kit's commands, for scripts.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use testkit::cluster::Cluster;
+
+#[derive(Parser, Debug)]
+#[command(about = "flowstop's test kit")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a local Kubernetes control plane (etcd + kube-apiserver) in the foreground
+    ControlPlane(testkit::controlplane::ServeArgs),
+    /// Install crds/ (waiting until served) and deploy/ with kubectl
+    Install(Plane),
+    /// Write a kubeconfig acting as a ServiceAccount (a real TokenRequest token); print its path
+    ServiceAccountKubeconfig {
+        #[command(flatten)]
+        plane: Plane,
+        /// NAMESPACE/NAME of the ServiceAccount
+        #[arg(long, default_value = "flowstop-system/flowstop")]
+        service_account: String,
+    },
+}
+
+/// The plane to act on.
+#[derive(Args, Debug)]
+struct Plane {
+    /// Its admin kubeconfig
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Directory holding kubectl (control-plane/build.sh prints it)
+    #[arg(long, env = "FLOWSTOP_CONTROL_PLANE_BIN")]
+    bin_dir: PathBuf,
+}
+
+impl Plane {
+    fn cluster(self) -> anyhow::Result<Cluster> {
+        Cluster::from_kubeconfig(self.kubeconfig, self.bin_dir)
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let result = match Cli::parse().command {
+        Command::ControlPlane(a) => testkit::controlplane::serve(a).await,
+        Command::Install(plane) => plane.cluster().map(|c| testkit::operator::install(&c)),
+        Command::ServiceAccountKubeconfig {
+            plane,
+            service_account,
+        } => plane.cluster().and_then(|c| {
+            let (ns, name) = service_account
+                .split_once('/')
+                .ok_or_else(|| anyhow::anyhow!("--service-account takes NAMESPACE/NAME"))?;
+            println!("{}", c.service_account_kubeconfig(ns, name).display());
+            Ok(())
+        }),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
