@@ -50,7 +50,7 @@ impl Default for Policy {
 
 /// What the shell observed since the last decision.
 #[derive(Clone, Debug)]
-pub enum Outcome<'a> {
+pub enum Outcome {
     /// No call made yet in this pass.
     Nothing,
     /// The credentials could not be had (missing Secret or key, empty chain).
@@ -59,8 +59,8 @@ pub enum Outcome<'a> {
     Unusable(String),
     /// The endpoint's host is not one the operator's credentials may be sent to.
     EndpointNotAllowed(String),
-    Stop(Result<&'a Execution, &'a FnfError>),
-    Describe(Result<&'a Execution, &'a FnfError>),
+    Stop(Result<Execution, FnfError>),
+    Describe(Result<Execution, FnfError>),
 }
 
 /// What the shell knows of the object's credentials in this pass.
@@ -81,7 +81,7 @@ pub struct Input<'a> {
     pub uid: &'a str,
     pub created: Timestamp,
     pub credentials: Credentials<'a>,
-    pub outcome: Outcome<'a>,
+    pub outcome: &'a Outcome,
     pub now: Timestamp,
     /// Uniform in [0, 1): the random part of the backoff.
     pub jitter: f64,
@@ -140,7 +140,7 @@ fn plus(t: Timestamp, d: Duration) -> Timestamp {
 pub fn decide(i: &Input<'_>) -> Decision {
     let mut s = i.status.clone();
     let old_phase = s.phase;
-    let (action, reason_set) = match &i.outcome {
+    let (action, reason_set) = match i.outcome {
         Outcome::Nothing => next_step(i, &mut s),
         // A rejected object whose Secret is gone stays as it is: there is nothing new to try.
         Outcome::NoCredentials(_) if s.rejected_credentials_version.is_some() => {

@@ -34,13 +34,13 @@ fn api(status: u16, code: &str) -> FnfError {
 }
 
 /// Runs `decide` on `status` with `outcome` at `now`.
-fn run(status: &ExecutionStopStatus, outcome: Outcome<'_>, now: &str) -> Decision {
+fn run(status: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision {
     run_with(status, outcome, now, None)
 }
 
 fn run_with(
     status: &ExecutionStopStatus,
-    outcome: Outcome<'_>,
+    outcome: Outcome,
     now: &str,
     creds: Option<&str>,
 ) -> Decision {
@@ -53,7 +53,7 @@ fn run_with(
         uid: "uid",
         created: t("00:00"),
         credentials: creds.map_or(Credentials::Operator, Credentials::Secret),
-        outcome,
+        outcome: &outcome,
         now: t(now),
         jitter: 0.5,
         policy: &policy,
@@ -181,7 +181,7 @@ fn stop_answers() {
         ),
     ];
     for (result, phase, action, cond) in cases {
-        let d = run(&s, Outcome::Stop(result.as_ref()), "00:00");
+        let d = run(&s, Outcome::Stop(result.clone()), "00:00");
         assert_eq!(d.status.phase, Some(phase), "{result:?}");
         assert_eq!(d.action, action, "{result:?}");
         assert_eq!(ready(&d.status), cond, "{result:?}");
@@ -203,7 +203,7 @@ fn stop_answers() {
 #[test]
 fn errors_land_in_status_with_code_message_status_and_request_id() {
     let e = api(404, "FlowNotExists");
-    let d = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00");
+    let d = run(&attempted(1), Outcome::Stop(Err(e.clone())), "00:00");
     let l = d.status.last_error.unwrap();
     assert_eq!(
         (
@@ -224,7 +224,7 @@ fn errors_land_in_status_with_code_message_status_and_request_id() {
 #[test]
 fn retries_wait_for_next_attempt_time_then_exhaust() {
     let e = api(500, "InternalServerError");
-    let d = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00");
+    let d = run(&attempted(1), Outcome::Stop(Err(e.clone())), "00:00");
     assert_eq!(d.status.next_attempt_time, Some(second(t("00:01"))));
     // Woken early (e.g. by our own status write): wait the rest.
     let early = run(&d.status, Outcome::Nothing, "00:00.400");
@@ -242,7 +242,7 @@ fn retries_wait_for_next_attempt_time_then_exhaust() {
     // Attempt 3 of 3 fails: give up.
     let mut s = attempted(3);
     s.pending_request_id = None;
-    let last = run(&s, Outcome::Stop(Err(&e)), "00:05");
+    let last = run(&s, Outcome::Stop(Err(e.clone())), "00:05");
     assert_eq!(last.status.phase, Some(Phase::Failed));
     assert_eq!(ready(&last.status), ("False", "RetriesExhausted"));
     assert_eq!(last.action, Action::Done);
@@ -266,14 +266,14 @@ fn backoff_grows_with_full_jitter_and_a_cap() {
 #[test]
 fn already_completed_is_an_outcome_with_the_real_final_status() {
     let e = api(400, "ExecutionAlreadyCompleted");
-    let d = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00");
+    let d = run(&attempted(1), Outcome::Stop(Err(e.clone())), "00:00");
     for (final_status, phase) in [
         ("Succeeded", Phase::AlreadyFinished),
         ("Failed", Phase::AlreadyFinished),
         ("Stopped", Phase::AlreadyFinished),
     ] {
         let ex = exec(final_status);
-        let f = run(&d.status, Outcome::Describe(Ok(&ex)), "00:01");
+        let f = run(&d.status, Outcome::Describe(Ok(ex.clone())), "00:01");
         assert_eq!(f.status.phase, Some(phase), "{final_status}");
         assert_eq!(ready(&f.status), ("True", "AlreadyFinished"));
         assert_eq!(
@@ -289,12 +289,12 @@ fn already_completed_after_an_earlier_lost_attempt_is_our_stop() {
     // Attempt 1 timed out but landed; attempt 2 hears "already completed"; it is Stopped.
     let e = api(400, "ExecutionAlreadyCompleted");
     let lost = timeout();
-    let first = run(&attempted(1), Outcome::Stop(Err(&lost)), "00:01");
+    let first = run(&attempted(1), Outcome::Stop(Err(lost.clone())), "00:01");
     let second = run(&first.status, Outcome::Nothing, "00:02");
     assert!(matches!(second.action, Action::Stop { .. }));
-    let d = run(&second.status, Outcome::Stop(Err(&e)), "00:02");
+    let d = run(&second.status, Outcome::Stop(Err(e.clone())), "00:02");
     let ex = exec("Stopped");
-    let f = run(&d.status, Outcome::Describe(Ok(&ex)), "00:02");
+    let f = run(&d.status, Outcome::Describe(Ok(ex.clone())), "00:02");
     assert_eq!(f.status.phase, Some(Phase::Stopped));
     assert_eq!(f.status.last_error, None);
 }
@@ -302,15 +302,23 @@ fn already_completed_after_an_earlier_lost_attempt_is_our_stop() {
 #[test]
 fn a_running_answer_is_confirmed_by_describe() {
     let running = exec("Running");
-    let d = run(&attempted(1), Outcome::Stop(Ok(&running)), "00:00");
+    let d = run(&attempted(1), Outcome::Stop(Ok(running.clone())), "00:00");
     assert_eq!(d.status.request_id.as_deref(), Some("rid"));
-    let still = run(&d.status, Outcome::Describe(Ok(&running)), "00:10");
+    let still = run(&d.status, Outcome::Describe(Ok(running.clone())), "00:10");
     assert_eq!(still.action, Action::Describe { wait_seconds: 10 });
     let stopped = exec("Stopped");
-    let done = run(&still.status, Outcome::Describe(Ok(&stopped)), "00:11");
+    let done = run(
+        &still.status,
+        Outcome::Describe(Ok(stopped.clone())),
+        "00:11",
+    );
     assert_eq!(done.status.phase, Some(Phase::Stopped));
     // Confirming past the window: send the stop again.
-    let late = run(&still.status, Outcome::Describe(Ok(&running)), "06:00");
+    let late = run(
+        &still.status,
+        Outcome::Describe(Ok(running.clone())),
+        "06:00",
+    );
     assert_eq!(
         late.action,
         Action::Stop {
@@ -325,14 +333,14 @@ fn after_a_crash_the_recorded_attempt_is_confirmed_before_any_new_call() {
     let d = run(&s, Outcome::Nothing, "00:30");
     assert_eq!(d.action, Action::Describe { wait_seconds: 0 });
     let stopped = exec("Stopped");
-    let ok = run(&d.status, Outcome::Describe(Ok(&stopped)), "00:30");
+    let ok = run(&d.status, Outcome::Describe(Ok(stopped.clone())), "00:30");
     assert_eq!(
         ok.status.phase,
         Some(Phase::Stopped),
         "the lost call had landed"
     );
     let running = exec("Running");
-    let again = run(&d.status, Outcome::Describe(Ok(&running)), "00:30");
+    let again = run(&d.status, Outcome::Describe(Ok(running.clone())), "00:30");
     assert_eq!(
         again.action,
         Action::Stop {
@@ -341,14 +349,14 @@ fn after_a_crash_the_recorded_attempt_is_confirmed_before_any_new_call() {
         "it had not: try again"
     );
     let succeeded = exec("Succeeded");
-    let ended = run(&d.status, Outcome::Describe(Ok(&succeeded)), "00:30");
+    let ended = run(&d.status, Outcome::Describe(Ok(succeeded.clone())), "00:30");
     assert_eq!(ended.status.phase, Some(Phase::AlreadyFinished));
 }
 
 #[test]
 fn final_phases_make_no_calls_and_no_writes() {
     let stopped = exec("Stopped");
-    let done = run(&attempted(1), Outcome::Stop(Ok(&stopped)), "00:00").status;
+    let done = run(&attempted(1), Outcome::Stop(Ok(stopped.clone())), "00:00").status;
     for now in ["00:01", "59:00"] {
         let d = run(&done, Outcome::Nothing, now);
         assert_eq!(d.action, Action::Done);
@@ -392,7 +400,12 @@ fn lost_credentials_wait_without_calling_and_poll_slowly() {
 #[test]
 fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
     let e = api(403, "InvalidAccessKeyID");
-    let d = run_with(&attempted(1), Outcome::Stop(Err(&e)), "00:00", Some("rv1"));
+    let d = run_with(
+        &attempted(1),
+        Outcome::Stop(Err(e.clone())),
+        "00:00",
+        Some("rv1"),
+    );
     assert_eq!(
         d.status.rejected_credentials_version.as_deref(),
         Some("rv1")
@@ -417,7 +430,7 @@ fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
         uid: "uid",
         created: t("00:00"),
         credentials: Credentials::Secret("rv1"),
-        outcome: Outcome::Nothing,
+        outcome: &Outcome::Nothing,
         now: t("00:00") + SignedDuration::from_hours(1),
         jitter: 0.5,
         policy: &Policy::default(),
@@ -428,21 +441,21 @@ fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
 #[test]
 fn describe_failures_back_off_without_counting_attempts() {
     let running = exec("Running");
-    let d = run(&attempted(1), Outcome::Stop(Ok(&running)), "00:00");
+    let d = run(&attempted(1), Outcome::Stop(Ok(running.clone())), "00:00");
     let e = api(500, "InternalServerError");
-    let f = run(&d.status, Outcome::Describe(Err(&e)), "00:01");
+    let f = run(&d.status, Outcome::Describe(Err(e.clone())), "00:01");
     assert_eq!(f.status.attempts, 1);
     assert!(matches!(f.action, Action::Wait(_)));
     assert_eq!(f.status.phase, Some(Phase::Stopping));
     let nf = api(404, "ExecutionNotExists");
-    let g = run(&d.status, Outcome::Describe(Err(&nf)), "00:01");
+    let g = run(&d.status, Outcome::Describe(Err(nf.clone())), "00:01");
     assert_eq!(g.status.phase, Some(Phase::Failed));
 }
 
 #[test]
 fn transition_times_stay_put_unless_the_condition_flips() {
     let e = api(500, "InternalServerError");
-    let a = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00").status;
+    let a = run(&attempted(1), Outcome::Stop(Err(e.clone())), "00:00").status;
     let b = run(&a, Outcome::Nothing, "00:05").status; // attempt 2 recorded at 00:05
     let t_a = a
         .conditions
@@ -460,7 +473,7 @@ fn transition_times_stay_put_unless_the_condition_flips() {
         .clone();
     assert_eq!(t_a, t_b, "Ready stayed False");
     let stopped = exec("Stopped");
-    let c = run(&b, Outcome::Stop(Ok(&stopped)), "00:06").status;
+    let c = run(&b, Outcome::Stop(Ok(stopped.clone())), "00:06").status;
     let t_c = c
         .conditions
         .iter()
@@ -493,19 +506,19 @@ fn a_garbled_success_is_confirmed_not_resent() {
         status: 200,
         detail: "truncated".into(),
     };
-    let d = run(&attempted(1), Outcome::Stop(Err(&e)), "00:00");
+    let d = run(&attempted(1), Outcome::Stop(Err(e.clone())), "00:00");
     assert_eq!(d.action, Action::Describe { wait_seconds: 0 });
     assert_eq!(d.status.attempts, 1);
     assert_eq!(d.status.last_error.as_ref().unwrap().code, "BadResponse");
     let stopped = exec("Stopped");
     assert_eq!(
-        run(&d.status, Outcome::Describe(Ok(&stopped)), "00:01")
+        run(&d.status, Outcome::Describe(Ok(stopped.clone())), "00:01")
             .status
             .phase,
         Some(Phase::Stopped)
     );
     // A garbled Describe answer is asked again later, without counting an attempt.
-    let again = run(&d.status, Outcome::Describe(Err(&e)), "00:01");
+    let again = run(&d.status, Outcome::Describe(Err(e.clone())), "00:01");
     assert!(
         matches!(again.action, Action::Wait(_)),
         "{:?}",
@@ -513,7 +526,7 @@ fn a_garbled_success_is_confirmed_not_resent() {
     );
     assert_eq!(again.status.attempts, 1);
     let running = exec("Running");
-    let resend = run(&d.status, Outcome::Describe(Ok(&running)), "00:01");
+    let resend = run(&d.status, Outcome::Describe(Ok(running.clone())), "00:01");
     assert_eq!(
         resend.action,
         Action::Describe { wait_seconds: 10 },
@@ -526,7 +539,7 @@ fn timeout() -> FnfError {
 }
 
 /// Runs `decide` through a sequence of outcomes, each on the status the one before returned.
-fn through(mut s: ExecutionStopStatus, steps: &[(Outcome<'_>, &str)]) -> Decision {
+fn through(mut s: ExecutionStopStatus, steps: &[(Outcome, &str)]) -> Decision {
     let mut last = None;
     for (outcome, now) in steps {
         let d = run(&s, outcome.clone(), now);
@@ -538,7 +551,7 @@ fn through(mut s: ExecutionStopStatus, steps: &[(Outcome<'_>, &str)]) -> Decisio
 
 struct Attribution {
     name: &'static str,
-    steps: Vec<(Outcome<'static>, &'static str)>,
+    steps: Vec<(Outcome, &'static str)>,
     phase: Phase,
     request_id: Option<&'static str>,
 }
@@ -546,31 +559,23 @@ struct Attribution {
 /// Who stopped the execution: `Stopped` only when one of our attempts can have done it.
 #[test]
 fn a_stop_is_ours_only_when_one_of_our_attempts_can_have_made_it() {
-    let leak = |e: FnfError| -> &'static FnfError { Box::leak(Box::new(e)) };
-    let leak_x = |e: Execution| -> &'static Execution { Box::leak(Box::new(e)) };
-    let done = leak(api(400, "ExecutionAlreadyCompleted"));
-    let stopped = leak_x(exec("Stopped"));
-    let running = leak_x(exec("Running"));
+    let done = || Outcome::Stop(Err(api(400, "ExecutionAlreadyCompleted")));
+    let stopped = || Outcome::Describe(Ok(exec("Stopped")));
+    let running = exec("Running");
     let cases = [
         Attribution {
             name: "someone else stopped it before our only attempt",
-            steps: vec![
-                (Outcome::Stop(Err(done)), "00:01"),
-                (Outcome::Describe(Ok(stopped)), "00:01"),
-            ],
+            steps: vec![(done(), "00:01"), (stopped(), "00:01")],
             phase: Phase::AlreadyFinished,
             request_id: None,
         },
         Attribution {
             name: "someone else stopped it after a throttled attempt",
             steps: vec![
-                (
-                    Outcome::Stop(Err(leak(api(429, "ResourceThrottled")))),
-                    "00:01",
-                ),
+                (Outcome::Stop(Err(api(429, "ResourceThrottled"))), "00:01"),
                 (Outcome::Nothing, "00:02"),
-                (Outcome::Stop(Err(done)), "00:02"),
-                (Outcome::Describe(Ok(stopped)), "00:02"),
+                (done(), "00:02"),
+                (stopped(), "00:02"),
             ],
             phase: Phase::AlreadyFinished,
             request_id: None,
@@ -578,10 +583,10 @@ fn a_stop_is_ours_only_when_one_of_our_attempts_can_have_made_it() {
         Attribution {
             name: "an attempt that timed out, then already completed",
             steps: vec![
-                (Outcome::Stop(Err(leak(timeout()))), "00:01"),
+                (Outcome::Stop(Err(timeout())), "00:01"),
                 (Outcome::Nothing, "00:10"),
-                (Outcome::Stop(Err(done)), "00:10"),
-                (Outcome::Describe(Ok(stopped)), "00:10"),
+                (done(), "00:10"),
+                (stopped(), "00:10"),
             ],
             phase: Phase::Stopped,
             request_id: Some("uid-1"),
@@ -589,25 +594,25 @@ fn a_stop_is_ours_only_when_one_of_our_attempts_can_have_made_it() {
         Attribution {
             name: "an asynchronous stop keeps the id of the call that succeeded",
             steps: vec![
-                (Outcome::Stop(Ok(running)), "00:01"),
-                (Outcome::Describe(Ok(stopped)), "00:02"),
+                (Outcome::Stop(Ok(running.clone())), "00:01"),
+                (stopped(), "00:02"),
             ],
             phase: Phase::Stopped,
             request_id: Some("rid"),
         },
         Attribution {
             name: "an attempt left pending by a restart, found stopped",
-            steps: vec![(Outcome::Describe(Ok(stopped)), "00:05")],
+            steps: vec![(stopped(), "00:05")],
             phase: Phase::Stopped,
             request_id: Some("uid-1"),
         },
         Attribution {
             name: "a pending attempt found running, then already completed",
             steps: vec![
-                (Outcome::Describe(Ok(running)), "00:05"),
+                (Outcome::Describe(Ok(running.clone())), "00:05"),
                 (Outcome::Nothing, "00:05"),
-                (Outcome::Stop(Err(done)), "00:05"),
-                (Outcome::Describe(Ok(stopped)), "00:05"),
+                (done(), "00:05"),
+                (stopped(), "00:05"),
             ],
             phase: Phase::Stopped,
             request_id: Some("uid-1"),
@@ -635,7 +640,7 @@ fn a_stop_is_ours_only_when_one_of_our_attempts_can_have_made_it() {
     }
 }
 
-fn run_unread(s: &ExecutionStopStatus, outcome: Outcome<'_>, now: &str) -> Decision {
+fn run_unread(s: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision {
     let mut spec = spec();
     spec.credentials_secret_ref = Some(crate::crd::SecretRef {
         name: "creds".into(),
@@ -647,7 +652,7 @@ fn run_unread(s: &ExecutionStopStatus, outcome: Outcome<'_>, now: &str) -> Decis
         uid: "uid",
         created: t("00:00"),
         credentials: Credentials::Unread,
-        outcome,
+        outcome: &outcome,
         now: t(now),
         jitter: 0.5,
         policy: &Policy::default(),
@@ -666,7 +671,13 @@ fn credentials_are_read_before_a_call_and_before_a_rejected_object_is_rechecked(
     assert_eq!(d.event, None);
     // Rejected (403) with a Secret: its version is needed to know whether it changed.
     let e = api(403, "SignatureNotMatch");
-    let rejected = run_with(&attempted(1), Outcome::Stop(Err(&e)), "00:00", Some("rv1")).status;
+    let rejected = run_with(
+        &attempted(1),
+        Outcome::Stop(Err(e.clone())),
+        "00:00",
+        Some("rv1"),
+    )
+    .status;
     let d = run_unread(&rejected, Outcome::Nothing, "05:00");
     assert_eq!(d.action, Action::ReadCredentials);
     assert_eq!(d.status, rejected);
@@ -685,8 +696,13 @@ fn a_stop_stays_a_stop_when_only_time_passes() {
     let running = exec("Running");
     let starts = [
         ExecutionStopStatus::default(),
-        run(&attempted(1), Outcome::Stop(Err(&e500)), "00:00").status,
-        run(&attempted(1), Outcome::Describe(Ok(&running)), "00:00").status,
+        run(&attempted(1), Outcome::Stop(Err(e500.clone())), "00:00").status,
+        run(
+            &attempted(1),
+            Outcome::Describe(Ok(running.clone())),
+            "00:00",
+        )
+        .status,
     ];
     for s in starts {
         for now in ["00:00", "00:05", "30:00"] {

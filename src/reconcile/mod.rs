@@ -59,29 +59,6 @@ impl Error {
     }
 }
 
-/// What the shell saw, owned; `decide` borrows it as an `Outcome`.
-enum Observed {
-    Nothing,
-    NoCredentials(String),
-    Unusable(String),
-    EndpointNotAllowed(String),
-    Stop(Result<Execution, FnfError>),
-    Describe(Result<Execution, FnfError>),
-}
-
-impl Observed {
-    fn outcome(&self) -> Outcome<'_> {
-        match self {
-            Self::Nothing => Outcome::Nothing,
-            Self::NoCredentials(m) => Outcome::NoCredentials(m.clone()),
-            Self::Unusable(m) => Outcome::Unusable(m.clone()),
-            Self::EndpointNotAllowed(m) => Outcome::EndpointNotAllowed(m.clone()),
-            Self::Stop(r) => Outcome::Stop(r.as_ref()),
-            Self::Describe(r) => Outcome::Describe(r.as_ref()),
-        }
-    }
-}
-
 /// Rate limits apply per endpoint and AccessKeyId, as the service's quotas do.
 fn limiter_key(account: &Account, class: &str) -> String {
     format!(
@@ -107,7 +84,7 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    fn decide(&self, observed: &Observed) -> Decision {
+    fn decide(&self, observed: &Outcome) -> Decision {
         let credentials = match &self.account {
             None => decide::Credentials::Unread,
             Some((_, None)) => decide::Credentials::Operator,
@@ -125,7 +102,7 @@ impl Pass<'_> {
                 .as_ref()
                 .map_or_else(Timestamp::now, |t| t.0),
             credentials,
-            outcome: observed.outcome(),
+            outcome: observed,
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
             policy: &self.ctx.policy,
@@ -206,13 +183,13 @@ impl Pass<'_> {
     }
 
     /// Endpoint and keys, read once per pass; what was seen instead when they cannot be had.
-    async fn read_credentials(&mut self) -> Result<Observed, Error> {
+    async fn read_credentials(&mut self) -> Result<Outcome, Error> {
         // Checked before anything else: a refused host sees no lookup and no connection,
         // and no credentials are fetched for it.
         let endpoint = match decide::endpoint::resolve(&self.obj.spec, &self.ctx.endpoints) {
             Ok(e) => e,
-            Err(Refusal::Unusable(m)) => return Ok(Observed::Unusable(m)),
-            Err(Refusal::NotAllowed(m)) => return Ok(Observed::EndpointNotAllowed(m)),
+            Err(Refusal::Unusable(m)) => return Ok(Outcome::Unusable(m)),
+            Err(Refusal::NotAllowed(m)) => return Ok(Outcome::EndpointNotAllowed(m)),
         };
         match credentials::find(
             &self.ctx.client,
@@ -228,9 +205,9 @@ impl Pass<'_> {
                     credentials,
                 };
                 self.account = Some((account, version));
-                Ok(Observed::Nothing)
+                Ok(Outcome::Nothing)
             }
-            Found::Missing(m) => Ok(Observed::NoCredentials(m)),
+            Found::Missing(m) => Ok(Outcome::NoCredentials(m)),
         }
     }
 
@@ -243,7 +220,7 @@ impl Pass<'_> {
             .0
     }
 
-    async fn call_stop(&self, request_id: String) -> Observed {
+    async fn call_stop(&self, request_id: String) -> Outcome {
         let account = self.account();
         let key = limiter_key(account, "stop");
         let req = StopRequest {
@@ -262,10 +239,10 @@ impl Pass<'_> {
             &result,
             started,
         );
-        Observed::Stop(result)
+        Outcome::Stop(result)
     }
 
-    async fn call_describe(&self, wait: u32) -> Observed {
+    async fn call_describe(&self, wait: u32) -> Outcome {
         let account = self.account();
         let key = limiter_key(account, "describe");
         self.ctx
@@ -285,7 +262,7 @@ impl Pass<'_> {
             &result,
             started,
         );
-        Observed::Describe(result)
+        Outcome::Describe(result)
     }
 
     fn after_call(
@@ -342,7 +319,7 @@ pub async fn reconcile(
         account: None,
         events: vec![],
     };
-    let mut observed = Observed::Nothing;
+    let mut observed = Outcome::Nothing;
     let mut calls = 0;
     loop {
         let mut d = pass.decide(&observed);

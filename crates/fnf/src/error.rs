@@ -3,7 +3,7 @@
 use super::credentials::CredentialsError;
 
 /// What went wrong with one fnf call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum FnfError {
     /// The service answered with an error body (`Code`, `Message`, `RequestId`).
     #[error("{code}: {message} (HTTP {status}, request id {})", request_id.as_deref().unwrap_or("none"))]
