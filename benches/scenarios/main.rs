@@ -3,6 +3,7 @@
 //! results.json, results.md and quota.png. See BENCHMARKS.md.
 
 mod env;
+mod floors;
 mod report;
 mod scenarios;
 mod stats;

@@ -1,6 +1,7 @@
 //! The five scenarios of BENCHMARKS.md.
 
 use crate::env::{self, Emulator, Env, Watch, create_all, estop, writes};
+use crate::floors;
 use crate::stats::{Spread, percentile, sorted, spread};
 use flowstop::crd::ExecutionStop;
 use kube::api::{Api, Patch, PatchParams};
@@ -31,9 +32,15 @@ pub struct Latency {
     pub to_final_p50_ms: f64,
     /// StopExecution latency inside the operator (mean)
     pub fnf_call_mean_ms: f64,
+    /// The floor in the same run: a bare client's create → final status seen (p50, p99)
+    pub floor_p50_ms: f64,
+    pub floor_p99_ms: f64,
+    pub p50_to_floor: f64,
+    pub p99_to_floor: f64,
 }
 
 pub async fn latency(env: &Env, n: usize) -> anyhow::Result<Latency> {
+    let (floor_p50_ms, floor_p99_ms) = floors::latency(env, n).await?;
     let emu = Emulator::start(&["--no-quota"]).await?;
     emu.executions("lat", n).await?;
     let ns = env.namespace("lat").await?;
@@ -67,11 +74,16 @@ pub async fn latency(env: &Env, n: usize) -> anyhow::Result<Latency> {
     let sum = op.metric("flowstop_fnf_call_duration_seconds_sum").await;
     let count = op.metric("flowstop_fnf_call_duration_seconds_count").await;
     let t = sorted(total);
+    let (p50_ms, p99_ms) = (percentile(&t, 50.0), percentile(&t, 99.0));
     Ok(Latency {
         n,
-        p50_ms: percentile(&t, 50.0),
+        p50_ms,
         p95_ms: percentile(&t, 95.0),
-        p99_ms: percentile(&t, 99.0),
+        p99_ms,
+        floor_p50_ms,
+        floor_p99_ms,
+        p50_to_floor: p50_ms / floor_p50_ms,
+        p99_to_floor: p99_ms / floor_p99_ms,
         max_ms: t[t.len() - 1],
         to_stopping_p50_ms: percentile(&sorted(first), 50.0),
         to_final_p50_ms: percentile(&sorted(second), 50.0),
@@ -88,6 +100,10 @@ pub struct Burst {
     pub n: usize,
     pub wall_s: Spread,
     pub objects_per_s: Spread,
+    /// The floor in the same run: a bare client making the same writes per object
+    pub floor_objects_per_s: Spread,
+    /// objects_per_s / floor_objects_per_s, run by run
+    pub share_of_floor: Spread,
     pub stop_calls_per_object: f64,
     pub status_writes_per_object: f64,
     pub event_writes_per_object: f64,
@@ -101,9 +117,13 @@ pub struct Burst {
 
 pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst> {
     let (mut walls, mut rates, mut cpus) = (vec![], vec![], vec![]);
+    let (mut floor_rates, mut shares) = (vec![], vec![]);
     let (mut calls, mut status, mut events, mut rss) = (0.0, 0.0, 0.0, 0.0f64);
     let mut others: Vec<[f64; 3]> = vec![];
     for r in 0..repeats {
+        // The operator reconciles 32 objects at once by default: the floor uses as many.
+        let floor = floors::burst(env, n, 32).await?;
+        floor_rates.push(floor);
         let emu = Emulator::start(&["--no-quota"]).await?;
         emu.executions("burst", n).await?;
         let ns = env.namespace("burst").await?;
@@ -145,12 +165,16 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
             .map_or(0.0, |m| m.values().filter_map(|v| v.as_f64()).sum());
         walls.push(wall);
         rates.push(n as f64 / wall);
+        shares.push(n as f64 / wall / floor);
         cpus.push(cpu1 - cpu0);
         calls = stops / n as f64;
         status = writes(&before, &after, "executionstops", "status") / n as f64;
         events = writes(&before, &after, "events", "") / n as f64;
         rss = rss.max(peak);
-        eprintln!("burst run {r}: {n} objects in {wall:.2} s");
+        eprintln!(
+            "burst run {r}: {n} objects in {wall:.2} s ({:.0} % of the floor's {floor:.1}/s)",
+            n as f64 / wall / floor * 100.0
+        );
     }
     others.sort_by(|a, b| a[0].partial_cmp(&b[0]).expect("no NaN"));
     let mid = others[others.len() / 2];
@@ -161,6 +185,8 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
         n,
         wall_s: spread(&walls),
         objects_per_s: spread(&rates),
+        floor_objects_per_s: spread(&floor_rates),
+        share_of_floor: spread(&shares),
         stop_calls_per_object: calls,
         status_writes_per_object: status,
         event_writes_per_object: events,

@@ -7,7 +7,7 @@ mod status;
 mod tests;
 
 pub use status::{Reason, condition};
-use status::{execution_info, last_error, second, second_ceil, set_phase};
+use status::{execution_info, last_error, second, second_ceil, set_phase, truncate};
 
 use crate::crd::{ExecutionStopSpec, ExecutionStopStatus, LastError, Phase};
 use fnf::{ErrorKind, Execution, ExecutionStatus, FnfError};
@@ -175,9 +175,13 @@ pub fn decide(i: &Input<'_>) -> Decision {
         }
         Outcome::Stop(Ok(e)) => {
             // Our call was answered: it is the one that counts.
-            s.pending_request_id = None;
+            let attempt = s.pending_request_id.take();
             s.unconfirmed_request_id = None;
-            s.request_id = e.request_id.clone();
+            s.request_id = e
+                .request_id
+                .as_deref()
+                .map(|r| truncate(r, 128))
+                .or(attempt);
             s.execution = Some(execution_info(e));
             s.last_error = None;
             s.next_attempt_time = None;
@@ -238,7 +242,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 // After a restart: the recorded attempt did not stop it (or never went
                 // out, or is still under way): try again, remembering it may yet land.
                 s.unconfirmed_request_id = Some(attempt);
-                next_step(i, &mut s)
+                attempt_or_give_up(i, &mut s)
             } else {
                 let since = s
                     .last_attempt_time
@@ -253,7 +257,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
                     if let Some(id) = s.request_id.take() {
                         s.unconfirmed_request_id = Some(id);
                     }
-                    next_step(i, &mut s)
+                    attempt_or_give_up(i, &mut s)
                 }
             }
         }
@@ -324,13 +328,21 @@ fn refused(
         retryable: false,
     });
     s.next_attempt_time = None;
+    s.rejected_credentials_version = None;
+    if let Some(attempt) = s.pending_request_id.take() {
+        s.unconfirmed_request_id = Some(attempt);
+    }
     set_phase(s, Phase::Failed, why, message, i.generation, i.now);
     (Action::Done, Some(why))
 }
 
 /// With nothing observed yet: what the current status calls for.
+/// StopExecution calls allowed in total: the object's, or the operator's default.
+fn max_attempts(i: &Input<'_>) -> u32 {
+    i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1)
+}
+
 fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
-    let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
     match s.phase {
         Some(Phase::Failed) if s.rejected_credentials_version.is_some() => {
             let changed = match i.credentials {
@@ -359,33 +371,38 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reas
             let msg = "confirming the outcome of an attempt in progress before trying again";
             confirming(i, s, msg, 0)
         }
-        Some(Phase::Stopping) if s.request_id.is_some() => (
+        // Accepted, or possibly done by a call whose answer was lost: look, do not resend.
+        Some(Phase::Stopping) if s.request_id.is_some() || s.unconfirmed_request_id.is_some() => (
             Action::Describe {
                 wait_seconds: i.policy.describe_wait,
             },
             Some(Reason::Confirming),
         ),
-        _ => {
-            if let Some(next) = &s.next_attempt_time {
-                if next.0 > i.now {
-                    return (Action::Wait(until(i.now, next.0)), None);
-                }
-            }
-            if s.attempts >= max {
-                let msg = format!("gave up after {} attempts", s.attempts);
-                set_phase(
-                    s,
-                    Phase::Failed,
-                    Reason::RetriesExhausted,
-                    &msg,
-                    i.generation,
-                    i.now,
-                );
-                return (Action::Done, Some(Reason::RetriesExhausted));
-            }
-            stop_attempt(i, s, false)
+        _ => attempt_or_give_up(i, s),
+    }
+}
+
+/// The next StopExecution attempt when its time has come, or giving up at maxAttempts.
+fn attempt_or_give_up(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
+    let max = max_attempts(i);
+    if let Some(next) = &s.next_attempt_time {
+        if next.0 > i.now {
+            return (Action::Wait(until(i.now, next.0)), None);
         }
     }
+    if s.attempts >= max {
+        let msg = format!("gave up after {} attempts", s.attempts);
+        set_phase(
+            s,
+            Phase::Failed,
+            Reason::RetriesExhausted,
+            &msg,
+            i.generation,
+            i.now,
+        );
+        return (Action::Done, Some(Reason::RetriesExhausted));
+    }
+    stop_attempt(i, s, false)
 }
 
 /// Records a new attempt; the shell persists this status before making the call.
@@ -480,9 +497,33 @@ fn failure(
     e: &FnfError,
     counts: bool,
 ) -> (Action, Option<Reason>) {
-    let max = i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1);
+    let max = max_attempts(i);
     // A read-only DescribeExecution may always be asked again, even after a garbled answer.
     if e.retryable() || (!counts && garbled_success(e)) {
+        let since_attempt = s
+            .last_attempt_time
+            .as_ref()
+            .map_or(Duration::ZERO, |t| until(t.0, i.now));
+        if !counts && since_attempt >= i.policy.confirm_window {
+            // DescribeExecution does not count as an attempt, so bound it by time instead.
+            let msg = format!(
+                "gave up confirming after {} s: {e}",
+                since_attempt.as_secs()
+            );
+            s.next_attempt_time = None;
+            if let Some(attempt) = s.pending_request_id.take() {
+                s.unconfirmed_request_id = Some(attempt);
+            }
+            set_phase(
+                s,
+                Phase::Failed,
+                Reason::RetriesExhausted,
+                &msg,
+                i.generation,
+                i.now,
+            );
+            return (Action::Done, Some(Reason::RetriesExhausted));
+        }
         if counts && s.attempts >= max {
             let msg = format!("gave up after {} attempts: {e}", s.attempts);
             s.next_attempt_time = None;
@@ -535,7 +576,10 @@ fn failure(
         );
     }
     s.next_attempt_time = None;
-    s.pending_request_id = None;
+    // A DescribeExecution that fails for good leaves the attempt it was confirming unknown.
+    if let Some(attempt) = s.pending_request_id.take() {
+        s.unconfirmed_request_id = Some(attempt);
+    }
     let why = match e.kind() {
         ErrorKind::Auth => {
             s.rejected_credentials_version = Some(match i.credentials {
@@ -597,8 +641,8 @@ fn transition_event(
         .find(|c| c.type_ == condition::READY)
         .map(|c| c.message.clone())
         .unwrap_or_default();
-    let warning =
-        matches!(new, Phase::Failed | Phase::Retrying) || reason == Reason::CredentialsNotFound;
+    let warning = matches!(new, Phase::Failed | Phase::Retrying)
+        || matches!(reason, Reason::CredentialsNotFound | Reason::Retrying);
     Some(Event {
         warning,
         reason,

@@ -102,6 +102,8 @@ pub fn set_phase(
 ) {
     s.phase = Some(phase);
     s.observed_generation = Some(generation);
+    // Messages may quote a foreign answer: bounded, so a status write cannot fail on size.
+    let message = &truncate(message, 1024);
     let ready = matches!(phase, Phase::Stopped | Phase::AlreadyFinished);
     let stalled = phase == Phase::Failed;
     set_condition(
@@ -135,9 +137,9 @@ pub fn set_phase(
 
 pub fn execution_info(e: &Execution) -> ExecutionInfo {
     ExecutionInfo {
-        status: Some(e.status.as_str().to_string()),
-        started_time: e.started_time.clone(),
-        stopped_time: e.stopped_time.clone(),
+        status: Some(truncate(e.status.as_str(), 64)),
+        started_time: e.started_time.as_deref().map(|t| truncate(t, 64)),
+        stopped_time: e.stopped_time.as_deref().map(|t| truncate(t, 64)),
     }
 }
 
@@ -156,15 +158,16 @@ pub fn last_error(e: &FnfError) -> LastError {
         other => other.to_string(),
     };
     LastError {
-        code,
+        code: truncate(&code, 128),
         message: truncate(&message, 1024),
         http_status: e.http_status(),
-        request_id: e.request_id().map(String::from),
+        request_id: e.request_id().map(|r| truncate(r, 128)),
         retryable: e.retryable(),
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// At most `max` characters, marked with … when cut.
+pub fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),

@@ -693,17 +693,21 @@ fn credentials_are_read_before_a_call_and_before_a_rejected_object_is_rechecked(
 #[test]
 fn a_stop_stays_a_stop_when_only_time_passes() {
     let e500 = api(500, "InternalServerError");
-    let running = exec("Running");
     let starts = [
         ExecutionStopStatus::default(),
         run(&attempted(1), Outcome::Stop(Err(e500.clone())), "00:00").status,
+        run(&attempted(1), Outcome::Stop(Err(timeout())), "00:00").status,
         run(
             &attempted(1),
-            Outcome::Describe(Ok(running.clone())),
+            Outcome::Stop(Err(api(429, "ResourceThrottled"))),
             "00:00",
         )
         .status,
     ];
+    assert!(
+        starts.iter().all(|s| s.pending_request_id.is_none()),
+        "each start can lead to a Stop"
+    );
     for s in starts {
         for now in ["00:00", "00:05", "30:00"] {
             let first = run(&s, Outcome::Nothing, now);
@@ -762,5 +766,127 @@ fn events_of_a_pass_fold_into_what_a_reader_needs() {
     ];
     for (name, events, want) in cases {
         assert_eq!(reasons(fold_events(events)), want, "{name}");
+    }
+}
+
+#[test]
+fn a_describe_refused_for_good_keeps_the_attempt_it_was_confirming() {
+    // Restarted with attempt uid-1 pending; DescribeExecution answers 403.
+    let denied = api(403, "AccessDenied");
+    let d = run_with(
+        &attempted(1),
+        Outcome::Describe(Err(denied)),
+        "00:01",
+        Some("rv1"),
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.pending_request_id, None);
+    assert_eq!(d.status.unconfirmed_request_id.as_deref(), Some("uid-1"));
+    // The Secret is fixed; the retry hears "already completed"; uid-1 did it.
+    let retry = run_with(&d.status, Outcome::Nothing, "00:02", Some("rv2"));
+    assert!(matches!(retry.action, Action::Stop { .. }));
+    let done = run(
+        &retry.status,
+        Outcome::Stop(Err(api(400, "ExecutionAlreadyCompleted"))),
+        "00:02",
+    );
+    let f = run(
+        &done.status,
+        Outcome::Describe(Ok(exec("Stopped"))),
+        "00:02",
+    );
+    assert_eq!(f.status.phase, Some(Phase::Stopped));
+    assert_eq!(f.status.request_id.as_deref(), Some("uid-1"));
+}
+
+#[test]
+fn an_unreadable_success_is_confirmed_again_in_a_later_pass_not_resent() {
+    let garbled = FnfError::BadResponse {
+        status: 200,
+        detail: "truncated".into(),
+    };
+    let d = run(&attempted(1), Outcome::Stop(Err(garbled)), "00:01");
+    assert!(matches!(d.action, Action::Describe { .. }));
+    let failed = run(
+        &d.status,
+        Outcome::Describe(Err(api(503, "ServiceUnavailable"))),
+        "00:01",
+    );
+    assert!(matches!(failed.action, Action::Wait(_)));
+    let later = run(&failed.status, Outcome::Nothing, "00:30");
+    assert!(
+        matches!(later.action, Action::Describe { .. }),
+        "{:?}",
+        later.action
+    );
+    assert_eq!(later.status.attempts, 1);
+}
+
+#[test]
+fn an_accepted_stop_without_a_request_id_keeps_ours() {
+    let running: Execution =
+        serde_json::from_value(serde_json::json!({"Status": "Running"})).unwrap();
+    let d = run(&attempted(1), Outcome::Stop(Ok(running)), "00:01");
+    assert_eq!(d.status.request_id.as_deref(), Some("uid-1"));
+    let later = run(&d.status, Outcome::Nothing, "00:02");
+    assert!(
+        matches!(later.action, Action::Describe { .. }),
+        "confirmed, not resent: {:?}",
+        later.action
+    );
+    let f = run(
+        &later.status,
+        Outcome::Describe(Ok(exec("Stopped"))),
+        "00:03",
+    );
+    assert_eq!(f.status.phase, Some(Phase::Stopped));
+    assert_eq!(f.status.request_id.as_deref(), Some("uid-1"));
+}
+
+#[test]
+fn confirming_gives_up_after_the_confirm_window() {
+    let running = exec("Running");
+    let d = run(&attempted(1), Outcome::Stop(Ok(running)), "00:00");
+    let e = api(503, "ServiceUnavailable");
+    let early = run(&d.status, Outcome::Describe(Err(e.clone())), "01:00");
+    assert_eq!(early.status.phase, Some(Phase::Stopping));
+    let w = early.event.as_ref().expect("a retry event");
+    assert!(w.warning, "a retry is a warning: {w:?}");
+    let late = run(&d.status, Outcome::Describe(Err(e)), "05:01");
+    assert_eq!(late.status.phase, Some(Phase::Failed));
+    assert_eq!(ready(&late.status), ("False", "RetriesExhausted"));
+    assert_eq!(late.action, Action::Done);
+}
+
+#[test]
+fn a_refused_endpoint_leaves_no_stale_retry_state() {
+    let e = api(403, "InvalidAccessKeyID");
+    let rejected = run(&attempted(1), Outcome::Stop(Err(e)), "00:00").status;
+    let d = run(
+        &rejected,
+        Outcome::EndpointNotAllowed("spec.endpoint host x is not allowed".into()),
+        "00:10",
+    );
+    assert_eq!(ready(&d.status), ("False", "EndpointNotAllowed"));
+    assert_eq!(d.status.rejected_credentials_version, None);
+    let again = run(&d.status, Outcome::Nothing, "05:00");
+    assert_eq!(again.action, Action::Done);
+    assert_eq!(again.event, None);
+}
+
+#[test]
+fn foreign_text_in_status_is_bounded() {
+    let huge = FnfError::Api {
+        status: 400,
+        code: "X".repeat(10_000),
+        message: "m".repeat(900_000),
+        request_id: Some("r".repeat(10_000)),
+    };
+    let d = run(&attempted(1), Outcome::Stop(Err(huge)), "00:00");
+    let l = d.status.last_error.as_ref().unwrap();
+    assert!(l.code.chars().count() <= 129 && l.message.chars().count() <= 1025);
+    assert!(l.request_id.as_ref().unwrap().chars().count() <= 129);
+    for c in &d.status.conditions {
+        assert!(c.message.chars().count() <= 1025, "{}", c.message.len());
     }
 }

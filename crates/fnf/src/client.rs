@@ -2,7 +2,7 @@
 
 use super::credentials::Credentials;
 use super::http::{excerpt, read_capped, rpc_timestamp, transport_error};
-use super::sign::{encode_pairs, sign};
+use super::sign::{encode_pairs, percent_encode, sign};
 use super::types::{Execution, ExecutionList, ListRequest, StopRequest};
 use super::{Endpoint, FnfError};
 use jiff::Timestamp;
@@ -251,7 +251,45 @@ impl Client {
         }
         let resp = builder.send().await.map_err(transport_error)?;
         let (status, body) = read_capped(resp).await?;
-        decode(status, &body)
+        decode(status, &body).map_err(|e| redact(e, &account.credentials))
+    }
+}
+
+/// Removes the secret and the token from an error's text. Alibaba's gateway can echo the
+/// string it signed (which holds the SecurityToken, percent-encoded once or twice) in a
+/// signature error, and that text ends up in status and Events.
+fn redact(e: FnfError, credentials: &Credentials) -> FnfError {
+    let secrets: Vec<String> = std::iter::once(credentials.access_key_secret.expose())
+        .chain(credentials.security_token.as_ref().map(|t| t.expose()))
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| {
+            let once = percent_encode(s);
+            let twice = percent_encode(&once);
+            [s.to_string(), once, twice]
+        })
+        .collect();
+    let clean = |text: String| {
+        secrets
+            .iter()
+            .fold(text, |t, secret| t.replace(secret.as_str(), "[redacted]"))
+    };
+    match e {
+        FnfError::Api {
+            status,
+            code,
+            message,
+            request_id,
+        } => FnfError::Api {
+            status,
+            code: clean(code),
+            message: clean(message),
+            request_id: request_id.map(clean),
+        },
+        FnfError::BadResponse { status, detail } => FnfError::BadResponse {
+            status,
+            detail: clean(detail),
+        },
+        other => other,
     }
 }
 
@@ -285,6 +323,34 @@ pub fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, FnfErr
 mod tests {
     use super::*;
     use crate::ExecutionStatus;
+
+    #[test]
+    fn echoed_secrets_and_tokens_are_redacted_from_errors() {
+        let creds = Credentials::new("id", "se/cret+", Some("to=ken/1".into()));
+        let echoed = format!(
+            "server string to sign is: GET&%2F&AccessKeyId%3Did%26SecurityToken%3D{} raw {} and {}",
+            percent_encode(&percent_encode("to=ken/1")),
+            "to=ken/1",
+            percent_encode("se/cret+")
+        );
+        let e = redact(
+            FnfError::Api {
+                status: 400,
+                code: "SignatureDoesNotMatch".into(),
+                message: echoed,
+                request_id: Some("r".into()),
+            },
+            &creds,
+        );
+        let text = e.to_string();
+        for leak in ["to=ken", "to%3Dken", "to%253Dken", "se/cret", "se%2Fcret"] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
+        assert!(
+            text.contains("[redacted]") && text.contains("AccessKeyId"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn stop_puts_operation_params_in_the_body_and_request_id_in_the_query() {
