@@ -61,8 +61,13 @@ async fn main() {
             Ok(())
         }),
     };
-    if let Err(e) = result {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    // Exit here rather than return: the runtime would otherwise wait on shutdown for the
+    // blocking read of standard input that --follow-stdin keeps going.
+    std::process::exit(match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    });
 }
