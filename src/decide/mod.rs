@@ -392,17 +392,26 @@ fn attempt_or_give_up(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Op
     }
     if s.attempts >= max {
         let msg = format!("gave up after {} attempts", s.attempts);
-        set_phase(
-            s,
-            Phase::Failed,
-            Reason::RetriesExhausted,
-            &msg,
-            i.generation,
-            i.now,
-        );
-        return (Action::Done, Some(Reason::RetriesExhausted));
+        return give_up(i, s, &msg);
     }
     stop_attempt(i, s, false)
+}
+
+/// Failed with RetriesExhausted; an attempt still pending stays known as unconfirmed.
+fn give_up(i: &Input<'_>, s: &mut ExecutionStopStatus, msg: &str) -> (Action, Option<Reason>) {
+    s.next_attempt_time = None;
+    if let Some(attempt) = s.pending_request_id.take() {
+        s.unconfirmed_request_id = Some(attempt);
+    }
+    set_phase(
+        s,
+        Phase::Failed,
+        Reason::RetriesExhausted,
+        msg,
+        i.generation,
+        i.now,
+    );
+    (Action::Done, Some(Reason::RetriesExhausted))
 }
 
 /// Records a new attempt; the shell persists this status before making the call.
@@ -510,32 +519,11 @@ fn failure(
                 "gave up confirming after {} s: {e}",
                 since_attempt.as_secs()
             );
-            s.next_attempt_time = None;
-            if let Some(attempt) = s.pending_request_id.take() {
-                s.unconfirmed_request_id = Some(attempt);
-            }
-            set_phase(
-                s,
-                Phase::Failed,
-                Reason::RetriesExhausted,
-                &msg,
-                i.generation,
-                i.now,
-            );
-            return (Action::Done, Some(Reason::RetriesExhausted));
+            return give_up(i, s, &msg);
         }
         if counts && s.attempts >= max {
             let msg = format!("gave up after {} attempts: {e}", s.attempts);
-            s.next_attempt_time = None;
-            set_phase(
-                s,
-                Phase::Failed,
-                Reason::RetriesExhausted,
-                &msg,
-                i.generation,
-                i.now,
-            );
-            return (Action::Done, Some(Reason::RetriesExhausted));
+            return give_up(i, s, &msg);
         }
         if counts && e.kind() == ErrorKind::Throttled {
             // The client-side rate limiter, emptied and slowed by this 429, paces the
