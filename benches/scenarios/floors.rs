@@ -123,15 +123,27 @@ fn status(phase: &str, reason: &str, message: &str, now: &str, extra: Value) -> 
         "observedGeneration": 1,
         "conditions": [cond("Ready", final_), cond("Reconciling", !final_), cond("Stalled", false)],
     });
-    if let (Some(s), Some(extra)) = (s.as_object_mut(), extra.as_object()) {
-        s.extend(extra.clone());
+    // Absent fields stay absent, as the operator's status omits them (the schema has no nulls).
+    fn without_nulls(v: Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k, without_nulls(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    if let (Some(s), Value::Object(extra)) = (s.as_object_mut(), without_nulls(extra)) {
+        s.extend(extra);
     }
     s
 }
 
 fn stopped_event(o: &ExecutionStop, now: &str) -> anyhow::Result<Event> {
     Ok(serde_json::from_value(json!({
-        "metadata": {"generateName": format!("{}.", o.name_any())},
+        "metadata": {"name": format!("{}.floor", o.name_any())},
         "eventTime": now.replace('Z', ".000000Z"),
         "reportingController": "flowstop-floor",
         "reportingInstance": "floor",
