@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     match fnf::decode::<Execution>(status, body) {
         Ok(e) => assert!((200..300).contains(&status), "{e:?}"),
         Err(e) => {
-            let _ = (e.category(), e.retryable(), e.to_string());
+            let _ = (e.kind().as_str(), e.retryable(), e.to_string());
         }
     }
     let _ = fnf::decode::<ExecutionList>(status, body);
