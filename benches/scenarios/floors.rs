@@ -3,7 +3,6 @@
 //! The operator's figures are reported as ratios to these, so they hold on any CPU.
 
 use crate::env::{AK, Emulator, Env, SK, Watch, estop};
-use crate::stats::{percentile, sorted};
 use flowstop::crd::ExecutionStop;
 use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 const MANAGER: &str = "flowstop-floor";
 
 /// The bare client: the same apiserver (admin) and the same emulator as the operator.
-struct Bare {
+pub struct Bare {
     api: Api<ExecutionStop>,
     events: Api<Event>,
     fnf: fnf::Client,
@@ -24,7 +23,7 @@ struct Bare {
 }
 
 impl Bare {
-    fn new(env: &Env, emu: &Emulator, ns: &str) -> anyhow::Result<Bare> {
+    pub fn new(env: &Env, emu: &Emulator, ns: &str) -> anyhow::Result<Bare> {
         Ok(Bare {
             api: Api::namespaced(env.client.clone(), ns),
             events: Api::namespaced(env.client.clone(), ns),
@@ -156,32 +155,25 @@ fn stopped_event(o: &ExecutionStop, now: &str) -> anyhow::Result<Event> {
     }))?)
 }
 
-/// Create → final status seen on the watch, one object at a time: (p50, p99) in ms.
-pub async fn latency(env: &Env, n: usize) -> anyhow::Result<(f64, f64)> {
-    let emu = Emulator::start(&["--no-quota"]).await?;
-    emu.executions("latfloor", n).await?;
-    let ns = env.namespace("latfloor").await?;
-    let bare = Bare::new(env, &emu, &ns)?;
-    let watch = Watch::start(&env.client, &ns).await;
-    let mut total = vec![];
-    for i in 0..n {
-        let name = format!("s{i}");
+impl Bare {
+    /// One object's create → final status seen on `watch` (of this client's namespace).
+    pub async fn latency_one(
+        &self,
+        watch: &Watch,
+        name: &str,
+        execution: &str,
+    ) -> anyhow::Result<Duration> {
         let t0 = Instant::now();
-        let created = bare
+        let created = self
             .api
-            .create(
-                &PostParams::default(),
-                &estop(&name, &format!("latfloor-{i}")),
-            )
+            .create(&PostParams::default(), &estop(name, execution))
             .await?;
-        bare.stop(&created, false).await?;
+        self.stop(&created, false).await?;
         let done = watch
-            .all_done(std::slice::from_ref(&name), Duration::from_secs(30))
+            .all_done(&[name.to_string()], Duration::from_secs(30))
             .await?;
-        total.push((done - t0).as_secs_f64() * 1e3);
+        Ok(done - t0)
     }
-    let t = sorted(total);
-    Ok((percentile(&t, 50.0), percentile(&t, 99.0)))
 }
 
 /// `n` objects created with 64 requests in flight while `concurrency` workers make each

@@ -40,15 +40,24 @@ pub struct Latency {
 }
 
 pub async fn latency(env: &Env, n: usize) -> anyhow::Result<Latency> {
-    let (floor_p50_ms, floor_p99_ms) = floors::latency(env, n).await?;
     let emu = Emulator::start(&["--no-quota"]).await?;
     emu.executions("lat", n).await?;
+    emu.executions("latfloor", n).await?;
     let ns = env.namespace("lat").await?;
     let op = env::start_operator(env, &emu, &ns, UNTHROTTLED).await?;
     let watch = Watch::start(&env.client, &ns).await;
     let api: Api<ExecutionStop> = Api::namespaced(env.client.clone(), &ns);
-    let (mut total, mut first, mut second) = (vec![], vec![], vec![]);
+    // The floor's objects live in a namespace the operator does not watch, on the same
+    // apiserver and emulator, and alternate with the operator's: both see the same moment.
+    let floor_ns = env.namespace("latfloor").await?;
+    let bare = floors::Bare::new(env, &emu, &floor_ns)?;
+    let floor_watch = Watch::start(&env.client, &floor_ns).await;
+    let (mut total, mut first, mut second, mut floor) = (vec![], vec![], vec![], vec![]);
     for i in 0..n {
+        let f = bare
+            .latency_one(&floor_watch, &format!("s{i}"), &format!("latfloor-{i}"))
+            .await?;
+        floor.push(f.as_secs_f64() * 1e3);
         let name = format!("s{i}");
         let t0 = Instant::now();
         api.create(&Default::default(), &estop(&name, &format!("lat-{i}")))
@@ -71,6 +80,8 @@ pub async fn latency(env: &Env, n: usize) -> anyhow::Result<Latency> {
         first.push((stopping - t0).as_secs_f64() * 1e3);
         second.push((done - stopping).as_secs_f64() * 1e3);
     }
+    let floor = sorted(floor);
+    let (floor_p50_ms, floor_p99_ms) = (percentile(&floor, 50.0), percentile(&floor, 99.0));
     let sum = op.metric("flowstop_fnf_call_duration_seconds_sum").await;
     let count = op.metric("flowstop_fnf_call_duration_seconds_count").await;
     let t = sorted(total);
