@@ -6,6 +6,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod set;
+pub use set::{ExecutionStopSet, ExecutionStopSetSpec, ExecutionStopSetStatus};
+
 /// Stop one running Serverless Workflow execution. The object is a one-shot request and
 /// a receipt: the operator calls StopExecution at most as often as its retry policy
 /// allows and records the outcome in status. Deleting it changes nothing in the cloud.
@@ -78,6 +81,31 @@ pub struct ExecutionStopSpec {
     #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<u32>,
 }
+
+/// Where calls go and with which keys: what ExecutionStop and ExecutionStopSet share.
+pub trait Target {
+    fn region_id(&self) -> Option<&str>;
+    fn endpoint(&self) -> Option<&str>;
+    fn credentials_secret_ref(&self) -> Option<&SecretRef>;
+}
+
+macro_rules! target {
+    ($t:ty) => {
+        impl Target for $t {
+            fn region_id(&self) -> Option<&str> {
+                self.region_id.as_deref()
+            }
+            fn endpoint(&self) -> Option<&str> {
+                self.endpoint.as_deref()
+            }
+            fn credentials_secret_ref(&self) -> Option<&SecretRef> {
+                self.credentials_secret_ref.as_ref()
+            }
+        }
+    };
+}
+target!(ExecutionStopSpec);
+target!(ExecutionStopSetSpec);
 
 /// A Secret in the ExecutionStop's own namespace. There is deliberately no namespace field.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -192,7 +220,7 @@ pub struct ExecutionStopStatus {
     pub rejected_credentials_version: Option<String>,
 }
 
-fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     serde_json::from_value(serde_json::json!({
         "type": "array",
         "x-kubernetes-list-type": "map",
@@ -213,10 +241,18 @@ fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     .expect("static schema")
 }
 
-/// The CRD as YAML, exactly as checked in under `crds/`.
+/// Both CRDs as one YAML stream, exactly as checked in under `crds/`.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    serde_yaml_ng::to_string(&ExecutionStop::crd()).expect("the CRD serializes")
+    let stop = serde_yaml_ng::to_string(&ExecutionStop::crd()).expect("the CRD serializes");
+    let mut set = serde_json::to_value(ExecutionStopSet::crd()).expect("the CRD serializes");
+    // Children are labelled with the set's name, and a label value has at most 63 characters.
+    set["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = serde_json::json!([{
+        "rule": "self.metadata.name.size() <= 63",
+        "message": "metadata.name of an ExecutionStopSet may have at most 63 characters"
+    }]);
+    let set = serde_yaml_ng::to_string(&set).expect("the CRD serializes");
+    format!("{stop}---\n{set}")
 }
 
 #[cfg(test)]
@@ -224,10 +260,14 @@ mod tests {
     /// `crds/` is generated from the types; regenerate with `flowstop crd > crds/executionstop.yaml`.
     #[test]
     fn checked_in_crd_matches_the_types() {
-        let checked_in = include_str!("../crds/executionstop.yaml");
+        let checked_in = format!(
+            "{}---\n{}",
+            include_str!("../crds/executionstop.yaml"),
+            include_str!("../crds/executionstopset.yaml")
+        );
         assert!(
             super::crd_yaml() == checked_in,
-            "crds/executionstop.yaml is stale: run `cargo run -- crd > crds/executionstop.yaml`"
+            "crds/ is stale: run `cargo run -- crd` and split its two documents into crds/executionstop.yaml and crds/executionstopset.yaml"
         );
     }
 }

@@ -2,7 +2,8 @@
 //! `run` is a composition of the named steps below.
 
 use crate::cli::EndpointArgs;
-use crate::crd::ExecutionStop;
+use crate::crd::set::SET_LABEL;
+use crate::crd::{ExecutionStop, ExecutionStopSet};
 use crate::decide::Policy;
 use crate::decide::endpoint::{DEFAULT_ALLOWED_HOSTS, Endpoints, HostPattern, parse_allowlist};
 use crate::lease::{self, LeaseConfig};
@@ -13,9 +14,10 @@ use anyhow::Context as _;
 use fnf::Provider;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +55,16 @@ pub struct RunArgs {
     pub describe_rate: f64,
     #[arg(long, env = "FLOWSTOP_DESCRIBE_BURST", default_value_t = 50.0)]
     pub describe_burst: f64,
+    /// ListExecutions calls per second per endpoint and AccessKeyId, for ExecutionStopSets
+    /// (the service allows 2)
+    #[arg(long, env = "FLOWSTOP_LIST_RATE", default_value_t = 2.0)]
+    pub list_rate: f64,
+    /// ListExecutions burst per endpoint and AccessKeyId (the service allows 10)
+    #[arg(long, env = "FLOWSTOP_LIST_BURST", default_value_t = 10.0)]
+    pub list_burst: f64,
+    /// How often a dry-run ExecutionStopSet counts its matches again, in seconds
+    #[arg(long, env = "FLOWSTOP_PREVIEW_REFRESH_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub preview_refresh_seconds: u64,
     /// Attempts for objects that do not set maxAttempts
     #[arg(long, env = "FLOWSTOP_MAX_ATTEMPTS", default_value_t = 10)]
     pub max_attempts: u32,
@@ -183,6 +195,7 @@ fn context(
             describe_wait: args.describe_wait,
             credentials_recheck: Duration::from_secs(args.credentials_recheck_seconds),
             credentials_retry: Duration::from_secs(args.credentials_retry_seconds),
+            preview_refresh: Duration::from_secs(args.preview_refresh_seconds),
             ..Policy::default()
         },
         stop_limiter: RateLimiter::new(Limit {
@@ -193,6 +206,11 @@ fn context(
             burst: args.describe_burst,
             per_second: args.describe_rate,
         }),
+        list_limiter: RateLimiter::new(Limit {
+            burst: args.list_burst,
+            per_second: args.list_rate,
+        }),
+        sets: std::sync::OnceLock::new(),
         metrics,
         secrets: reconcile::SecretCache::default(),
         recorder: Recorder::new(
@@ -247,56 +265,147 @@ fn exit_signal(
     .shared()
 }
 
-/// One controller per watched namespace (or one for all), stopping gracefully on `exit`;
-/// and the caches they fill.
+/// Per watched namespace (or for all): a controller for ExecutionStops and one for
+/// ExecutionStopSets, stopping gracefully on `exit`; and the ExecutionStop caches they fill.
 fn controllers(
     args: &RunArgs,
     ctx: Arc<Context>,
     exit: Shared<BoxFuture<'static, Exit>>,
 ) -> (BoxFuture<'static, ()>, Vec<Store<ExecutionStop>>) {
-    let apis: Vec<Api<ExecutionStop>> = if args.namespaces.is_empty() {
-        vec![Api::all(ctx.client.clone())]
+    let client = ctx.client.clone();
+    let scopes: Vec<Option<&str>> = if args.namespaces.is_empty() {
+        vec![None]
     } else {
-        args.namespaces
-            .iter()
-            .map(|ns| Api::namespaced(ctx.client.clone(), ns))
-            .collect()
+        args.namespaces.iter().map(|n| Some(n.as_str())).collect()
     };
-    let mut runs = vec![];
+    let mut runs: Vec<BoxFuture<'static, ()>> = vec![];
     let mut stores = vec![];
-    for api in apis {
-        // Keep only what reconcile reads: managedFields and kubectl's last-applied copy of
-        // the object are most of an object's size, and the store holds every object.
-        let writer = reflector::store::Writer::default();
-        let reader = writer.as_reader();
-        let stream = watcher(api, watcher::Config::default().any_semantic())
-            .modify(|o: &mut ExecutionStop| {
-                o.metadata.managed_fields = None;
-                if let Some(a) = o.metadata.annotations.as_mut() {
-                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
-                }
-            })
+    let mut set_stores = vec![];
+    let mut set_runs = vec![];
+    for ns in scopes {
+        let (stops, stop_store) = cached::<ExecutionStop>(scoped(&client, ns));
+        let (sets, set_store) = cached::<ExecutionStopSet>(scoped(&client, ns));
+        stores.push(stop_store.clone());
+        set_stores.push(set_store.clone());
+        // A deleted set wakes its ExecutionStops, which then see it gone and stop calling.
+        let deleted = {
+            let stop_store = stop_store.clone();
+            watcher(
+                scoped::<ExecutionStopSet>(&client, ns),
+                watcher::Config::default(),
+            )
             .default_backoff()
-            .reflect(writer)
-            .applied_objects();
-        let c = Controller::for_stream(stream, reader);
-        stores.push(c.store());
-        let exit = exit.clone();
-        let run = c
-            .with_config(controller::Config::default().concurrency(args.concurrency))
-            .graceful_shutdown_on(async move {
-                exit.await;
+            .filter_map(move |ev| {
+                let refs = match ev {
+                    Ok(watcher::Event::Delete(set)) => children_of(&stop_store, &set),
+                    _ => vec![],
+                };
+                async move { Some(futures::stream::iter(refs)) }
             })
-            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "controller");
-                }
-            });
-        runs.push(run);
+            .flatten()
+        };
+        let exit_stops = exit.clone();
+        runs.push(
+            Controller::for_stream(stops, stop_store.clone())
+                .reconcile_on(deleted)
+                .with_config(controller::Config::default().concurrency(args.concurrency))
+                .graceful_shutdown_on(async move {
+                    exit_stops.await;
+                })
+                .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+                .for_each(log_error)
+                .boxed(),
+        );
+        let set_ctx = Arc::new(reconcile::set::SetContext::new(ctx.clone(), stop_store));
+        let exit_sets = exit.clone();
+        set_runs.push(
+            Controller::for_stream(sets, set_store)
+                // Children's progress wakes the set (its writes are paced in the shell).
+                .owns(
+                    scoped::<ExecutionStop>(&client, ns),
+                    watcher::Config::default().labels(SET_LABEL).any_semantic(),
+                )
+                .with_config(controller::Config::default().concurrency(4))
+                .graceful_shutdown_on(async move {
+                    exit_sets.await;
+                })
+                .run(
+                    reconcile::set::reconcile,
+                    reconcile::set::error_policy,
+                    set_ctx,
+                )
+                .for_each(log_error)
+                .boxed(),
+        );
     }
+    let _ = ctx.sets.set(set_stores);
+    runs.extend(set_runs);
     let all = futures::future::join_all(runs).map(|_| ()).boxed();
     (all, stores)
+}
+
+fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn log_error<T, E: std::fmt::Display>(r: Result<T, E>) {
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "controller");
+    }
+}
+
+/// The ExecutionStops a set created, from the cache.
+fn children_of(
+    store: &Store<ExecutionStop>,
+    set: &ExecutionStopSet,
+) -> Vec<ObjectRef<ExecutionStop>> {
+    store
+        .state()
+        .iter()
+        .filter(|c| {
+            c.namespace() == set.namespace() && c.labels().get(SET_LABEL) == Some(&set.name_any())
+        })
+        .map(|c| ObjectRef::from_obj(&**c))
+        .collect()
+}
+
+/// A watch feeding a cache that keeps only what reconcile reads: managedFields and
+/// kubectl's last-applied copy are most of an object's size, and the cache holds them all.
+fn cached<K>(
+    api: Api<K>,
+) -> (
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Store<K>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let writer = reflector::store::Writer::default();
+    let reader = writer.as_reader();
+    let stream = watcher(api, watcher::Config::default().any_semantic())
+        .modify(|o: &mut K| {
+            let meta = o.meta_mut();
+            meta.managed_fields = None;
+            if let Some(a) = meta.annotations.as_mut() {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+            }
+        })
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    (stream, reader)
 }
 
 /// /readyz turns ready once every watch has listed its objects.

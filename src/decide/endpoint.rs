@@ -5,7 +5,7 @@
 //! to a server of their choosing, or make it call an internal service and read the
 //! answer back from status.
 
-use crate::crd::ExecutionStopSpec;
+use crate::crd::Target;
 use fnf::Endpoint;
 
 /// The hosts Alibaba documents for fnf, public and VPC, in every region:
@@ -90,12 +90,12 @@ pub enum Refusal {
 
 /// The endpoint of an object's requests, or why it may not have one. Pure: nothing is
 /// resolved or contacted here, so a refused host never sees a connection.
-pub fn resolve(spec: &ExecutionStopSpec, config: &Endpoints) -> Result<Endpoint, Refusal> {
-    match (&spec.endpoint, &spec.region_id, &config.default) {
+pub fn resolve(spec: &impl Target, config: &Endpoints) -> Result<Endpoint, Refusal> {
+    match (spec.endpoint(), spec.region_id(), &config.default) {
         (Some(text), _, _) => {
             let endpoint = Endpoint::url(text, config.allow_insecure_http)
                 .map_err(|e| Refusal::Unusable(e.to_string()))?;
-            if spec.credentials_secret_ref.is_some() {
+            if spec.credentials_secret_ref().is_some() {
                 return Ok(endpoint);
             }
             let url = endpoint.base_url();
@@ -128,6 +128,7 @@ pub fn resolve(spec: &ExecutionStopSpec, config: &Endpoints) -> Result<Endpoint,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::ExecutionStopSpec;
 
     fn spec(endpoint: &str, own_secret: bool) -> ExecutionStopSpec {
         ExecutionStopSpec {

@@ -2,6 +2,7 @@
 //! and the new status. Pure: no I/O, no clock, no randomness (the jitter is an input).
 
 pub mod endpoint;
+pub mod set;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -31,6 +32,8 @@ pub struct Policy {
     pub confirm_window: Duration,
     /// Delay before retrying after a 429 (the rate limiter does the real pacing).
     pub throttle_retry: Duration,
+    /// How often a dry-run ExecutionStopSet lists its matches again.
+    pub preview_refresh: Duration,
 }
 
 impl Default for Policy {
@@ -44,6 +47,7 @@ impl Default for Policy {
             credentials_retry: Duration::from_secs(3600),
             confirm_window: Duration::from_secs(300),
             throttle_retry: Duration::from_millis(50),
+            preview_refresh: Duration::from_secs(300),
         }
     }
 }
@@ -79,6 +83,8 @@ pub struct Input<'a> {
     pub status: &'a ExecutionStopStatus,
     pub generation: i64,
     pub uid: &'a str,
+    /// The ExecutionStopSet that created this object is gone: make no further calls.
+    pub abandoned: bool,
     pub created: Timestamp,
     pub credentials: Credentials<'a>,
     pub outcome: &'a Outcome,
@@ -141,6 +147,18 @@ pub fn decide(i: &Input<'_>) -> Decision {
     let mut s = i.status.clone();
     let old_phase = s.phase;
     let (action, reason_set) = match i.outcome {
+        Outcome::Nothing
+            if i.abandoned
+                && (!s.phase.is_some_and(Phase::is_final)
+                    || s.rejected_credentials_version.is_some()) =>
+        {
+            refused(
+                i,
+                &mut s,
+                Reason::SetDeleted,
+                "the ExecutionStopSet that created this ExecutionStop was deleted; no further calls",
+            )
+        }
         Outcome::Nothing => next_step(i, &mut s),
         // A rejected object whose Secret is gone stays as it is: there is nothing new to try.
         Outcome::NoCredentials(_) if s.rejected_credentials_version.is_some() => {

@@ -20,6 +20,20 @@ pub enum Reason {
     InvalidRequest,
     EndpointNotAllowed,
     RetriesExhausted,
+    /// An ExecutionStop whose ExecutionStopSet was deleted: no further calls.
+    SetDeleted,
+    /// ExecutionStopSet: a dry run counted the matching executions.
+    Previewed,
+    /// ExecutionStopSet: taking the snapshot and creating its ExecutionStops.
+    Listing,
+    /// ExecutionStopSet: more executions matched than maxCount; nothing was stopped.
+    TooManyMatches,
+    /// ExecutionStopSet: no execution matched.
+    NoMatches,
+    /// ExecutionStopSet: every ExecutionStop is final and none failed.
+    Completed,
+    /// ExecutionStopSet: every ExecutionStop is final and some failed.
+    ChildrenFailed,
 }
 
 impl Reason {
@@ -37,6 +51,13 @@ impl Reason {
             Self::InvalidRequest => "InvalidRequest",
             Self::EndpointNotAllowed => "EndpointNotAllowed",
             Self::RetriesExhausted => "RetriesExhausted",
+            Self::SetDeleted => "SetDeleted",
+            Self::Previewed => "Previewed",
+            Self::Listing => "Listing",
+            Self::TooManyMatches => "TooManyMatches",
+            Self::NoMatches => "NoMatches",
+            Self::Completed => "Completed",
+            Self::ChildrenFailed => "ChildrenFailed",
         }
     }
 }
@@ -106,33 +127,32 @@ pub fn set_phase(
     let message = &truncate(message, 1024);
     let ready = matches!(phase, Phase::Stopped | Phase::AlreadyFinished);
     let stalled = phase == Phase::Failed;
-    set_condition(
+    set_conditions(
         &mut s.conditions,
-        condition::READY,
-        ready,
-        reason.as_str(),
+        [ready, !phase.is_final(), stalled],
+        reason,
         message,
         generation,
         now,
     );
-    set_condition(
-        &mut s.conditions,
-        condition::RECONCILING,
-        !phase.is_final(),
-        reason.as_str(),
-        message,
-        generation,
-        now,
-    );
-    set_condition(
-        &mut s.conditions,
-        condition::STALLED,
-        stalled,
-        reason.as_str(),
-        message,
-        generation,
-        now,
-    );
+}
+
+/// Ready, Reconciling and Stalled, with one reason and message.
+pub fn set_conditions(
+    conds: &mut Vec<Condition>,
+    [ready, reconciling, stalled]: [bool; 3],
+    reason: Reason,
+    message: &str,
+    generation: i64,
+    now: Timestamp,
+) {
+    for (type_, on) in [
+        (condition::READY, ready),
+        (condition::RECONCILING, reconciling),
+        (condition::STALLED, stalled),
+    ] {
+        set_condition(conds, type_, on, reason.as_str(), message, generation, now);
+    }
 }
 
 pub fn execution_info(e: &Execution) -> ExecutionInfo {

@@ -1,7 +1,7 @@
 //! Where an ExecutionStop's keys come from: its own Secret (same namespace, `get` only),
 //! or the operator's chain (environment or RRSA).
 
-use crate::crd::ExecutionStop;
+use crate::crd::Target;
 use fnf::{Credentials, Provider};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -70,9 +70,10 @@ pub async fn find(
     client: &kube::Client,
     cache: &SecretCache,
     operator: &Result<Provider, String>,
-    obj: &ExecutionStop,
+    ns: &str,
+    spec: &impl Target,
 ) -> Result<Found, kube::Error> {
-    let Some(reference) = &obj.spec.credentials_secret_ref else {
+    let Some(reference) = spec.credentials_secret_ref() else {
         return Ok(match operator {
             Ok(p) => match p.credentials().await {
                 Ok(c) => Found::Keys(c, None),
@@ -81,8 +82,7 @@ pub async fn find(
             Err(e) => Found::Missing(format!("no credentialsSecretRef and {e}")),
         });
     };
-    let ns = obj.namespace().unwrap_or_default();
-    let Some(secret) = cache.get(client, &ns, &reference.name).await? else {
+    let Some(secret) = cache.get(client, ns, &reference.name).await? else {
         return Ok(Found::Missing(format!(
             "Secret {} not found in namespace {ns}",
             reference.name

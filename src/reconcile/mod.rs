@@ -2,10 +2,11 @@
 //! call it asks for, write status by server-side apply when it changed, and requeue.
 
 mod credentials;
+pub mod set;
 
 pub use credentials::SecretCache;
 
-use crate::crd::{ExecutionStop, ExecutionStopStatus};
+use crate::crd::{ExecutionStop, ExecutionStopSet, ExecutionStopStatus};
 use crate::decide::endpoint::Refusal;
 use crate::decide::{self, Action, Decision, Input, Outcome, Policy};
 use crate::ratelimit::RateLimiter;
@@ -16,6 +17,7 @@ use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller;
 use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +39,10 @@ pub struct Context {
     pub policy: Policy,
     pub stop_limiter: RateLimiter,
     pub describe_limiter: RateLimiter,
+    pub list_limiter: RateLimiter,
+    /// The ExecutionStopSets the operator watches, to tell whether an ExecutionStop's set
+    /// still exists. Filled once the controllers are built.
+    pub sets: std::sync::OnceLock<Vec<Store<ExecutionStopSet>>>,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub secrets: SecretCache,
@@ -81,6 +87,37 @@ struct Pass<'a> {
     account: Option<(Account, Option<String>)>,
     /// Events of this pass, published (folded) when it ends.
     events: Vec<decide::Event>,
+    /// The ExecutionStopSet that created this object is gone.
+    abandoned: bool,
+}
+
+/// Whether the ExecutionStopSet that owns this object is gone (or going). The cache answers
+/// when it has the set; otherwise the API server does, so a lagging cache never abandons
+/// a live set's ExecutionStop.
+async fn abandoned(ctx: &Context, obj: &ExecutionStop) -> Result<bool, Error> {
+    let Some(owner) = obj
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "ExecutionStopSet" && o.api_version == "flowstop.dev/v1alpha1")
+    else {
+        return Ok(false);
+    };
+    let ns = obj.namespace().unwrap_or_default();
+    let key = ObjectRef::<ExecutionStopSet>::new(&owner.name).within(&ns);
+    let live = |set: &ExecutionStopSet| {
+        set.metadata.uid.as_ref() == Some(&owner.uid) && set.metadata.deletion_timestamp.is_none()
+    };
+    let cached = ctx
+        .sets
+        .get()
+        .into_iter()
+        .flatten()
+        .find_map(|s| s.get(&key));
+    if cached.as_deref().is_some_and(live) {
+        return Ok(false);
+    }
+    let api: Api<ExecutionStopSet> = Api::namespaced(ctx.client.clone(), &ns);
+    Ok(!api.get_opt(&owner.name).await?.as_ref().is_some_and(live))
 }
 
 impl Pass<'_> {
@@ -95,6 +132,7 @@ impl Pass<'_> {
             status: &self.status,
             generation: self.obj.metadata.generation.unwrap_or(1),
             uid: self.obj.metadata.uid.as_deref().unwrap_or(""),
+            abandoned: self.abandoned,
             created: self
                 .obj
                 .metadata
@@ -195,7 +233,8 @@ impl Pass<'_> {
             &self.ctx.client,
             &self.ctx.secrets,
             &self.ctx.operator_credentials,
-            &self.obj,
+            &self.obj.namespace().unwrap_or_default(),
+            &self.obj.spec,
         )
         .await?
         {
@@ -309,8 +348,10 @@ pub async fn reconcile(
             None => return Ok(controller::Action::await_change()),
         }
     }
+    let gone = abandoned(&ctx, &obj).await?;
     let mut pass = Pass {
         ctx: &ctx,
+        abandoned: gone,
         api,
         status: obj.status.clone().unwrap_or_default(),
         stored: obj.status.clone(),
@@ -332,6 +373,8 @@ pub async fn reconcile(
             }
             let key = limiter_key(pass.account(), "stop");
             ctx.metrics.waited(ctx.stop_limiter.acquire(&key).await);
+            // The set may have been deleted while this call waited for its turn.
+            pass.abandoned = abandoned(&ctx, &pass.obj).await?;
             // Decide again after the wait, from the same status and observation, so the
             // recorded attempt time is the real one. A Stop stays a Stop when only time
             // has passed (a table test holds `decide` to that).

@@ -5,4 +5,5 @@ mod admission;
 mod endpoints;
 mod operator;
 mod reliability;
+mod sets;
 mod status_truth;

@@ -68,6 +68,16 @@ fn limit(p: &Params, max: u32) -> Result<usize, ApiError> {
     }
 }
 
+/// `StartedTimeBegin`/`StartedTimeEnd`: UTC RFC 3339, e.g. `2020-12-02T02:39:20.402Z`.
+fn started_time(p: &Params, field: &str) -> Result<Option<Timestamp>, ApiError> {
+    match param(p, field) {
+        None => Ok(None),
+        Some(v) => v.parse::<Timestamp>().map(Some).map_err(|_| {
+            ApiError::invalid_argument(format!("{field} {v:?} is not a UTC RFC 3339 time"))
+        }),
+    }
+}
+
 pub fn execution_json(e: &Execution, flow: &Flow) -> Value {
     let mut v = json!({
         "Name": e.name,
@@ -206,14 +216,19 @@ pub fn run(
                     )));
                 }
             }
+            let prefix = param(p, "ExecutionNamePrefix").unwrap_or("");
+            let begin = started_time(p, "StartedTimeBegin")?;
+            let end = started_time(p, "StartedTimeEnd")?;
             let from = param(p, "NextToken").unwrap_or("");
             let mut page = vec![];
             for ((fl, n), e) in s.executions.iter_mut() {
-                if fl != flow || n.as_str() < from {
+                if fl != flow || n.as_str() < from || !n.starts_with(prefix) {
                     continue;
                 }
                 e.advance(now);
-                if status.is_none_or(|st| st == e.status) {
+                let in_window =
+                    begin.is_none_or(|b| e.started >= b) && end.is_none_or(|t| e.started <= t);
+                if in_window && status.is_none_or(|st| st == e.status) {
                     page.push(e.clone());
                     if page.len() > limit {
                         break;

@@ -152,6 +152,13 @@ impl Unsigned {
     pub fn list(req: &ListRequest) -> Self {
         let mut query = vec![("FlowName", req.flow_name.clone())];
         push_opt(&mut query, "Status", &req.status);
+        push_opt(
+            &mut query,
+            "ExecutionNamePrefix",
+            &req.execution_name_prefix,
+        );
+        push_opt(&mut query, "StartedTimeBegin", &req.started_time_begin);
+        push_opt(&mut query, "StartedTimeEnd", &req.started_time_end);
         push_opt(&mut query, "NextToken", &req.next_token);
         push_opt(&mut query, "Limit", &req.limit.map(|l| l.to_string()));
         Unsigned {

@@ -30,6 +30,12 @@ pub trait FnfApi: Send + Sync {
         execution: &'a str,
         wait_seconds: u32,
     ) -> BoxFuture<'a, Result<Execution, FnfError>>;
+    /// One page of ListExecutions.
+    fn list<'a>(
+        &'a self,
+        account: &'a Account,
+        req: &'a ListRequest,
+    ) -> BoxFuture<'a, Result<ExecutionList, FnfError>>;
 }
 
 impl FnfApi for Client {
@@ -49,5 +55,13 @@ impl FnfApi for Client {
         wait_seconds: u32,
     ) -> BoxFuture<'a, Result<Execution, FnfError>> {
         Box::pin(self.describe_execution(account, flow, execution, Some(wait_seconds)))
+    }
+
+    fn list<'a>(
+        &'a self,
+        account: &'a Account,
+        req: &'a ListRequest,
+    ) -> BoxFuture<'a, Result<ExecutionList, FnfError>> {
+        Box::pin(self.list_executions(account, req))
     }
 }

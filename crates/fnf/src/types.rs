@@ -125,6 +125,11 @@ pub struct StopRequest {
 pub struct ListRequest {
     pub flow_name: String,
     pub status: Option<String>,
+    pub execution_name_prefix: Option<String>,
+    /// UTC RFC 3339 (`2020-12-02T02:39:20.402Z`): executions started at or after this.
+    pub started_time_begin: Option<String>,
+    /// UTC RFC 3339: executions started at or before this.
+    pub started_time_end: Option<String>,
     pub next_token: Option<String>,
     pub limit: Option<u32>,
 }

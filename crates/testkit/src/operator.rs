@@ -22,6 +22,7 @@ pub fn install(c: &Cluster) {
             "wait",
             "--for=condition=Established",
             "crd/executionstops.flowstop.dev",
+            "crd/executionstopsets.flowstop.dev",
             "--timeout=60s",
         ],
         None,

@@ -1,0 +1,391 @@
+//! ExecutionStopSet decisions: from (spec, status, its children, what the last listing
+//! returned, now) to the next action and the new status. Pure, like `decide`.
+
+use super::status::{last_error, second, second_ceil, set_conditions, truncate};
+use super::{Credentials, Policy, Reason, backoff, plus, until};
+use crate::crd::LastError;
+use crate::crd::set::{
+    ChildCounts, ExecutionStopSetSpec, ExecutionStopSetStatus, FIRST_MATCHES, SetPhase,
+};
+use fnf::{ErrorKind, FnfError};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The executions a listing found (names, sorted), up to the cap.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing {
+    pub names: Vec<String>,
+    /// More matched than the cap: listing stopped there.
+    pub more: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Nothing,
+    NoCredentials(String),
+    Unusable(String),
+    EndpointNotAllowed(String),
+    Listed(Result<Listing, FnfError>),
+    /// The ExecutionStops asked for exist now.
+    Created,
+}
+
+pub struct Input<'a> {
+    pub spec: &'a ExecutionStopSetSpec,
+    pub status: &'a ExecutionStopSetStatus,
+    pub generation: i64,
+    pub credentials: Credentials<'a>,
+    pub outcome: &'a Outcome,
+    /// The set's ExecutionStops, by phase.
+    pub children: &'a ChildCounts,
+    /// Execution names that already have an ExecutionStop of this set.
+    pub existing: &'a BTreeSet<String>,
+    pub now: Timestamp,
+    pub jitter: f64,
+    pub policy: &'a Policy,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Nothing to do until the set or one of its ExecutionStops changes.
+    Done,
+    Wait(Duration),
+    ReadCredentials,
+    /// Persist the status, then list the matching executions started at or before
+    /// `started_before` (when set), stopping after `cap` of them.
+    List {
+        started_before: Option<Timestamp>,
+        cap: u32,
+    },
+    /// Create one ExecutionStop for each of these executions (existing ones are kept).
+    Create(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub action: Action,
+    pub status: ExecutionStopSetStatus,
+    /// A change of phase or reason worth an Event: (warning, reason, note).
+    pub event: Option<(bool, Reason, String)>,
+}
+
+/// The status being decided, and the reason last set on it.
+struct Draft {
+    status: ExecutionStopSetStatus,
+    reason: Option<Reason>,
+}
+
+impl std::ops::Deref for Draft {
+    type Target = ExecutionStopSetStatus;
+    fn deref(&self) -> &Self::Target {
+        &self.status
+    }
+}
+
+impl std::ops::DerefMut for Draft {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.status
+    }
+}
+
+pub fn decide(i: &Input<'_>) -> Decision {
+    let mut s = Draft {
+        status: i.status.clone(),
+        reason: None,
+    };
+    let action = match i.outcome {
+        Outcome::Nothing => next_step(i, &mut s),
+        Outcome::NoCredentials(m) => {
+            let code = Reason::CredentialsNotFound;
+            error(&mut s, code, m, true);
+            set(i, &mut s, SetPhase::Failed, code, m);
+            // The Secret may yet appear; look again now and then.
+            Action::Wait(i.policy.credentials_recheck.min(Duration::from_secs(60)))
+        }
+        Outcome::Unusable(m) => refuse(i, &mut s, Reason::InvalidRequest, m),
+        Outcome::EndpointNotAllowed(m) => refuse(i, &mut s, Reason::EndpointNotAllowed, m),
+        Outcome::Listed(Ok(listing)) => listed(i, &mut s, listing),
+        Outcome::Listed(Err(e)) => list_failed(i, &mut s, e),
+        Outcome::Created => {
+            s.snapshot_complete = true;
+            by_children(i, &mut s)
+        }
+    };
+    if matches!(i.outcome, Outcome::Nothing)
+        && i.credentials == Credentials::Unread
+        && matches!(action, Action::List { .. })
+    {
+        return Decision {
+            action: Action::ReadCredentials,
+            status: i.status.clone(),
+            event: None,
+        };
+    }
+    let event = s.reason.and_then(|r| event(i.status, &s.status, r));
+    Decision {
+        action,
+        status: s.status,
+        event,
+    }
+}
+
+/// ListExecutions stops one past maxCount: enough to know there are more.
+fn cap(i: &Input<'_>) -> u32 {
+    i.spec.max_count.saturating_add(1)
+}
+
+/// The listing's upper bound on start time: the selector's, and once live the snapshot's.
+fn window_end(i: &Input<'_>, snapshot: Option<Timestamp>) -> Option<Timestamp> {
+    let selector = i.spec.selector.started_before.as_ref().map(|t| t.0);
+    match (selector, snapshot) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
+    if let Some(next) = &s.next_attempt_time {
+        if next.0 > i.now {
+            return Action::Wait(until(i.now, next.0));
+        }
+    }
+    if i.spec.dry_run {
+        let due = s
+            .listed_time
+            .as_ref()
+            .map_or(i.now, |t| plus(t.0, i.policy.preview_refresh));
+        if s.phase == Some(SetPhase::Previewing) && due > i.now {
+            return Action::Wait(until(i.now, due));
+        }
+        if s.phase == Some(SetPhase::Failed) && s.last_error.as_ref().is_some_and(|e| !e.retryable)
+        {
+            return Action::Done;
+        }
+        return Action::List {
+            started_before: window_end(i, None),
+            cap: cap(i),
+        };
+    }
+    match (&s.snapshot_time, s.snapshot_complete) {
+        (_, true) => by_children(i, s),
+        (Some(t), false) if s.phase != Some(SetPhase::Failed) => Action::List {
+            started_before: window_end(i, Some(t.0)),
+            cap: cap(i),
+        },
+        (Some(_), false) => Action::Done,
+        (None, _) => {
+            // Going live: fix the snapshot's time before anything is listed, so a restart
+            // lists the same executions and never ones started later.
+            // Microseconds, as MicroTime keeps them: the API server would cut a Time to the
+            // second and so leave out executions started just before going live.
+            let t =
+                MicroTime(Timestamp::from_microsecond(i.now.as_microsecond()).expect("in range"));
+            s.snapshot_time = Some(t.clone());
+            s.list_attempts = 0;
+            s.last_error = None;
+            set(
+                i,
+                s,
+                SetPhase::Listing,
+                Reason::Listing,
+                &format!(
+                    "listing the executions of flow {} started up to {}",
+                    i.spec.flow_name, t.0
+                ),
+            );
+            Action::List {
+                started_before: window_end(i, Some(t.0)),
+                cap: cap(i),
+            }
+        }
+    }
+}
+
+fn listed(i: &Input<'_>, s: &mut Draft, l: &Listing) -> Action {
+    s.list_attempts = 0;
+    s.next_attempt_time = None;
+    s.last_error = None;
+    s.listed_time = Some(second(i.now));
+    s.first_matches = l
+        .names
+        .iter()
+        .take(FIRST_MATCHES)
+        .map(|n| truncate(n, 128))
+        .collect();
+    let matched = u32::try_from(l.names.len()).unwrap_or(u32::MAX);
+    let max = i.spec.max_count;
+    if i.spec.dry_run {
+        s.matched = Some(matched);
+        let msg = if l.more {
+            format!(
+                "dry run: more than maxCount ({max}) executions match; going live would stop none"
+            )
+        } else {
+            format!("dry run: {matched} executions match; set spec.dryRun to false to stop them")
+        };
+        set(i, s, SetPhase::Previewing, Reason::Previewed, &msg);
+        return Action::Wait(i.policy.preview_refresh);
+    }
+    // After a restart, executions already stopped by this set no longer match: they count.
+    let all: BTreeSet<&String> = l.names.iter().chain(i.existing.iter()).collect();
+    let total = u32::try_from(all.len()).unwrap_or(u32::MAX);
+    s.matched = Some(s.matched.unwrap_or(0).max(total));
+    if (l.more || total > max) && i.existing.is_empty() {
+        let msg = format!(
+            "more than maxCount ({max}) executions match; nothing was stopped (raise maxCount or narrow the selector in a new ExecutionStopSet)"
+        );
+        error(s, Reason::TooManyMatches, &msg, false);
+        set(i, s, SetPhase::Failed, Reason::TooManyMatches, &msg);
+        return Action::Done;
+    }
+    let missing: Vec<String> = l
+        .names
+        .iter()
+        .filter(|n| !i.existing.contains(*n))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        s.snapshot_complete = true;
+        return by_children(i, s);
+    }
+    Action::Create(missing)
+}
+
+fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
+    s.last_error = Some(last_error(e));
+    if e.retryable() {
+        s.list_attempts += 1;
+        if s.list_attempts < i.policy.max_attempts {
+            let delay = if e.kind() == ErrorKind::Throttled {
+                i.policy.throttle_retry
+            } else {
+                backoff(i.policy, s.list_attempts, i.jitter)
+            };
+            s.next_attempt_time = Some(second_ceil(plus(i.now, delay)));
+            let phase = s.phase.unwrap_or(SetPhase::Listing);
+            set(
+                i,
+                s,
+                phase,
+                Reason::Retrying,
+                &format!("will retry ListExecutions: {e}"),
+            );
+            return Action::Wait(delay);
+        }
+        let msg = format!("gave up listing after {} attempts: {e}", s.list_attempts);
+        set(i, s, SetPhase::Failed, Reason::RetriesExhausted, &msg);
+        return Action::Done;
+    }
+    let why = match e.kind() {
+        ErrorKind::NotFound => Reason::NotFound,
+        ErrorKind::Auth => Reason::CredentialsRejected,
+        _ => Reason::InvalidRequest,
+    };
+    set(i, s, SetPhase::Failed, why, &e.to_string());
+    Action::Done
+}
+
+/// Once every ExecutionStop exists: the set's phase is its children's.
+fn by_children(i: &Input<'_>, s: &mut Draft) -> Action {
+    // The cache may not show ExecutionStops just created: count those as pending.
+    let mut c = i.children.clone();
+    let expected = s.matched.unwrap_or(0);
+    if c.total < expected {
+        c.pending += expected - c.total;
+        c.total = expected;
+    }
+    s.children = c.clone();
+    let (phase, reason, msg) = if c.total == 0 {
+        (
+            SetPhase::Completed,
+            Reason::NoMatches,
+            "no execution matched the selector; nothing to stop".to_string(),
+        )
+    } else if c.finals() < c.total {
+        (
+            SetPhase::Stopping,
+            Reason::Stopping,
+            format!("{} of {} executions final", c.finals(), c.total),
+        )
+    } else if c.failed > 0 {
+        (
+            SetPhase::Failed,
+            Reason::ChildrenFailed,
+            format!(
+                "{} of {} ExecutionStops failed ({} stopped, {} already finished)",
+                c.failed, c.total, c.stopped, c.already_finished
+            ),
+        )
+    } else {
+        (
+            SetPhase::Completed,
+            Reason::Completed,
+            format!(
+                "all {} executions final: {} stopped, {} already finished",
+                c.total, c.stopped, c.already_finished
+            ),
+        )
+    };
+    set(i, s, phase, reason, &msg);
+    Action::Done
+}
+
+fn refuse(i: &Input<'_>, s: &mut Draft, why: Reason, m: &str) -> Action {
+    error(s, why, m, false);
+    set(i, s, SetPhase::Failed, why, m);
+    Action::Done
+}
+
+fn error(s: &mut ExecutionStopSetStatus, code: Reason, message: &str, retryable: bool) {
+    s.last_error = Some(LastError {
+        code: code.as_str().into(),
+        message: truncate(message, 1024),
+        http_status: None,
+        request_id: None,
+        retryable,
+    });
+}
+
+fn set(i: &Input<'_>, s: &mut Draft, phase: SetPhase, reason: Reason, m: &str) {
+    s.reason = Some(reason);
+    s.phase = Some(phase);
+    s.observed_generation = Some(i.generation);
+    // A preview is done when counted; a live set when every child is final and none
+    // failed. Stalled: the set itself failed, or some children did.
+    let ready = matches!(phase, SetPhase::Previewing | SetPhase::Completed);
+    let settled = matches!(
+        phase,
+        SetPhase::Previewing | SetPhase::Completed | SetPhase::Failed
+    );
+    set_conditions(
+        &mut s.conditions,
+        [ready, !settled, phase == SetPhase::Failed],
+        reason,
+        &truncate(m, 1024),
+        i.generation,
+        i.now,
+    );
+}
+
+/// One Event per change of phase or reason (every retry is one).
+fn event(
+    old: &ExecutionStopSetStatus,
+    new: &ExecutionStopSetStatus,
+    reason: Reason,
+) -> Option<(bool, Reason, String)> {
+    let ready = |s: &ExecutionStopSetStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == super::condition::READY)
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    let (old_reason, note) = (ready(old).map(|r| r.0), ready(new)?.1);
+    let changed = old.phase != new.phase || old_reason.as_deref() != Some(reason.as_str());
+    if !changed && reason != Reason::Retrying {
+        return None;
+    }
+    let warning = new.phase == Some(SetPhase::Failed) || reason == Reason::Retrying;
+    Some((warning, reason, note))
+}

@@ -1,0 +1,375 @@
+//! ExecutionStopSet end to end, through `kubectl apply` and the operator as its
+//! ServiceAccount: the preview, the flip, one ExecutionStop per match, the cap, the
+//! snapshot's time window, a kill while children are created, and deletion.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+use testkit::cloud::Cloud;
+use testkit::operator::{Operator, installed, setup, wait_event};
+
+fn set_yaml(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: flowstop.dev/v1alpha1\nkind: ExecutionStopSet\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  flowName: f\n  credentialsSecretRef: {{name: creds}}\n{spec}"
+    )
+}
+
+fn get(ns: &str, name: &str) -> serde_json::Value {
+    let out = installed().must(
+        &["get", "-n", ns, "executionstopset", name, "-o", "json"],
+        None,
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `kubectl wait` on the set, as a user would.
+fn wait_set(ns: &str, name: &str, what: &str) -> serde_json::Value {
+    let c = installed();
+    let out = c.kubectl(
+        &[
+            "wait",
+            "-n",
+            ns,
+            &format!("executionstopset/{name}"),
+            &format!("--for={what}"),
+            "--timeout=60s",
+        ],
+        None,
+    );
+    let now = get(ns, name);
+    assert!(
+        out.status.success(),
+        "waiting for {what}: {}\n{now:#}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    now["status"].clone()
+}
+
+/// The ExecutionStops of a set, by label: (name, executionName).
+fn children(ns: &str, set: &str) -> Vec<(String, String)> {
+    let out = installed().must(
+        &[
+            "get",
+            "-n",
+            ns,
+            "executionstop",
+            "-l",
+            &format!("flowstop.dev/set={set}"),
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+                o["spec"]["executionName"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn start_all(cloud: &Cloud, names: impl IntoIterator<Item = String>) {
+    for n in names {
+        cloud.start("f", &n, None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_counts_without_stopping_then_the_flip_stops_each_match_once() {
+    let c = installed();
+    let (ns, cloud, op) = setup("set-preview", |_| {}, &[]).await;
+    start_all(&cloud, (1..=5).map(|n| format!("nightly-{n}"))).await;
+    start_all(&cloud, ["daily-1".to_string(), "nightly-done".to_string()]).await;
+    cloud.stop_out_of_band("f", "nightly-done").await;
+    let spec = "  selector: {executionNamePrefix: nightly-}\n  maxCount: 10\n";
+    c.apply(&set_yaml(&ns, "s", &format!("{spec}  dryRun: true\n")));
+    let s = wait_set(&ns, "s", "jsonpath={.status.phase}=Previewing");
+    assert_eq!(s["matched"], 5, "{s:#}");
+    let first: Vec<&str> = s["firstMatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        first,
+        [
+            "nightly-1",
+            "nightly-2",
+            "nightly-3",
+            "nightly-4",
+            "nightly-5"
+        ]
+    );
+    let table = c.must(&["get", "-n", &ns, "estopset", "s"], None);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["s", "f", "true", "Previewing"], "{table}");
+    assert_eq!(row[4], "5", "{table}");
+    assert_eq!(cloud.calls("StopExecution"), 1, "only the out-of-band stop");
+    assert!(children(&ns, "s").is_empty());
+
+    c.apply(&set_yaml(&ns, "s", &format!("{spec}  dryRun: false\n")));
+    let s = wait_set(&ns, "s", "condition=Ready");
+    assert_eq!(s["phase"], "Completed", "{s:#}");
+    assert_eq!(s["children"]["total"], 5, "{s:#}");
+    assert_eq!(s["children"]["stopped"], 5, "{s:#}");
+    assert_eq!(s["observedGeneration"], 2, "{s:#}");
+    let kids = children(&ns, "s");
+    let executions: BTreeSet<&str> = kids.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(executions.len(), 5);
+    assert!(
+        executions
+            .iter()
+            .all(|e| e.starts_with("nightly-") && *e != "nightly-done")
+    );
+    for (name, execution) in &kids {
+        assert_eq!(name, &flowstop::reconcile::set::child_name("s", execution));
+    }
+    assert_eq!(cloud.count("StopExecution", "OK"), 1 + 5);
+    {
+        let emu = cloud.emu.emulator.lock();
+        let daily = &emu.state.executions[&("f".to_string(), "daily-1".to_string())];
+        assert_eq!(daily.status, "Running", "outside the selector");
+    }
+    wait_event(c, &ns, "Normal", "Completed").await;
+
+    // Live is live: the flip does not go back, and nothing else may change.
+    let (ok, err) = c.try_apply(&set_yaml(&ns, "s", &format!("{spec}  dryRun: true\n")));
+    assert!(!ok && err.contains("spec.dryRun"), "{err}");
+    let (ok, err) = c.try_apply(&set_yaml(
+        &ns,
+        "s",
+        "  selector: {executionNamePrefix: daily-}\n  maxCount: 10\n",
+    ));
+    assert!(!ok && err.contains("spec is immutable"), "{err}");
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_matches_than_max_count_stop_nothing_and_a_missing_flow_fails() {
+    let c = installed();
+    let (ns, cloud, op) = setup("set-cap", |_| {}, &[]).await;
+    start_all(&cloud, (1..=3).map(|n| format!("e{n}"))).await;
+    c.apply(&set_yaml(&ns, "cap", "  maxCount: 2\n"));
+    let s = wait_set(&ns, "cap", "condition=Stalled");
+    assert_eq!(s["phase"], "Failed", "{s:#}");
+    assert_eq!(s["lastError"]["code"], "TooManyMatches", "{s:#}");
+    assert_eq!(s["matched"], 3, "maxCount + 1: listing stops there; {s:#}");
+    assert!(children(&ns, "cap").is_empty());
+    assert_eq!(cloud.calls("StopExecution"), 0);
+
+    c.apply(&set_yaml(
+        &ns,
+        "nothing",
+        "  maxCount: 2\n  selector: {executionNamePrefix: zzz}\n",
+    ));
+    let s = wait_set(&ns, "nothing", "condition=Ready");
+    assert_eq!(s["phase"], "Completed", "{s:#}");
+    let ready = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "NoMatches", "{s:#}");
+
+    c.apply(&set_yaml(&ns, "noflow", "  maxCount: 2\n").replace("flowName: f", "flowName: nope"));
+    let s = wait_set(&ns, "noflow", "condition=Stalled");
+    assert_eq!(s["lastError"]["code"], "FlowNotExists", "{s:#}");
+    assert_eq!(s["lastError"]["httpStatus"], 404, "{s:#}");
+    assert!(s["lastError"]["requestId"].is_string(), "{s:#}");
+    assert_eq!(cloud.calls("StopExecution"), 0);
+    op.stop().await;
+}
+
+/// Executions keep starting while the set goes live: its children are exactly the
+/// executions started up to the snapshot's time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_excludes_executions_started_after_it() {
+    let c = installed();
+    let (ns, cloud, op) = setup("set-window", |_| {}, &[]).await;
+    start_all(&cloud, (0..20).map(|n| format!("x-{n:03}"))).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let starter = {
+        let (stop, client, account) = (stop.clone(), cloud.client.clone(), cloud.account.clone());
+        tokio::spawn(async move {
+            let mut n = 20;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = format!("x-{n:03}");
+                client
+                    .start_execution(&account, "f", Some(&name), None)
+                    .await
+                    .unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            n
+        })
+    };
+    c.apply(&set_yaml(&ns, "w", "  maxCount: 5000\n"));
+    let s = wait_set(&ns, "w", "condition=Ready");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let started = starter.await.unwrap();
+    assert!(started > 20, "executions started during the test");
+    let snapshot: jiff::Timestamp = s["snapshotTime"].as_str().unwrap().parse().unwrap();
+    // The request carries milliseconds.
+    let end = jiff::Timestamp::from_millisecond(snapshot.as_millisecond()).unwrap();
+    let expected: BTreeSet<String> = {
+        let emu = cloud.emu.emulator.lock();
+        emu.state
+            .executions
+            .values()
+            .filter(|e| e.started <= end)
+            .map(|e| e.name.clone())
+            .collect()
+    };
+    let got: BTreeSet<String> = children(&ns, "w").into_iter().map(|(_, e)| e).collect();
+    assert_eq!(got, expected, "snapshot at {snapshot}");
+    assert!(
+        got.len() < started as usize,
+        "some executions started after the snapshot"
+    );
+    op.stop().await;
+}
+
+/// Killed while creating children: the next operator finishes without a duplicate or a miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_while_children_are_created_leaves_no_duplicate_and_no_miss() {
+    let c = installed();
+    let fast = ["--stop-rate", "200", "--stop-burst", "200"];
+    let (ns, cloud, op) = setup("set-kill", |_| {}, &fast).await;
+    start_all(&cloud, (0..300).map(|n| format!("k-{n:03}"))).await;
+    c.apply(&set_yaml(&ns, "k", "  maxCount: 300\n"));
+    let client = c.client().await;
+    let api: kube::Api<flowstop::crd::ExecutionStop> = kube::Api::namespaced(client, &ns);
+    let lp = kube::api::ListParams::default().labels("flowstop.dev/set=k");
+    loop {
+        let n = api.list_metadata(&lp).await.unwrap().items.len();
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    op.kill().await;
+    let at_kill = api.list_metadata(&lp).await.unwrap().items.len();
+    assert!(at_kill < 300, "the kill came after every child was created");
+    let op = Operator::start(&ns, &cloud.emu.url(), &fast).await;
+    let s = wait_set(&ns, "k", "condition=Ready");
+    assert_eq!(s["children"]["total"], 300, "{s:#}");
+    assert_eq!(s["children"]["stopped"], 300, "{s:#}");
+    let kids = children(&ns, "k");
+    assert_eq!(kids.len(), 300, "killed with {at_kill} created");
+    let once = {
+        let emu = cloud.emu.emulator.lock();
+        emu.state.executions.values().all(|e| e.stops == 1)
+    };
+    assert!(once, "every execution stopped exactly once");
+    op.stop().await;
+}
+
+/// Deleting a set stops its children's calls, with no garbage collector running here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_set_halts_its_childrens_calls() {
+    let c = installed();
+    let (ns, cloud, op) = setup(
+        "set-delete",
+        |_| {},
+        &["--stop-rate", "2", "--stop-burst", "1"],
+    )
+    .await;
+    start_all(&cloud, (0..20).map(|n| format!("d-{n:02}"))).await;
+    c.apply(&set_yaml(&ns, "d", "  maxCount: 20\n"));
+    loop {
+        if cloud.count("StopExecution", "OK") >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.must(&["delete", "-n", &ns, "executionstopset", "d"], None);
+    // Every child ends: stopped before the deletion, or SetDeleted with no further call.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let phases = loop {
+        let out = c.must(
+            &[
+                "get",
+                "-n",
+                &ns,
+                "executionstop",
+                "-l",
+                "flowstop.dev/set=d",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase}/{.status.lastError.code}{\"\\n\"}{end}",
+            ],
+            None,
+        );
+        let phases: Vec<String> = out.lines().map(String::from).collect();
+        if phases.len() == 20
+            && phases
+                .iter()
+                .all(|p| p.starts_with("Stopped") || p == "Failed/SetDeleted")
+        {
+            break phases;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "children never settled: {phases:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stopped = phases.iter().filter(|p| p.starts_with("Stopped")).count();
+    assert!(
+        stopped < 20,
+        "the deletion came before all were stopped: {phases:?}"
+    );
+    assert_eq!(cloud.calls("StopExecution") as usize, stopped, "{phases:?}");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_sets_are_rejected_naming_the_field() {
+    let c = installed();
+    let ns = c.namespace("set-admission");
+    let long = "n".repeat(64);
+    let cases = [
+        ("  maxCount: 0\n", "spec.maxCount", "s"),
+        ("  maxCount: 10001\n", "spec.maxCount", "s"),
+        ("  selector: {}\n", "spec.maxCount", "s"),
+        (
+            "  maxCount: 5\n  selector: {status: Stopped}\n",
+            "spec.selector.status",
+            "s",
+        ),
+        (
+            "  maxCount: 5\n  selector: {startedAfter: \"2026-11-28T00:00:00Z\", startedBefore: \"2026-11-01T00:00:00Z\"}\n",
+            "spec.selector.startedAfter must be before",
+            "s",
+        ),
+        (
+            "  maxCount: 5\n  selector: {startedAfter: yesterday}\n",
+            "spec.selector.startedAfter",
+            "s",
+        ),
+        (
+            "  maxCount: 5\n  selector: {executionNamePrefix: \"a b\"}\n",
+            "spec.selector.executionNamePrefix",
+            "s",
+        ),
+        (
+            "  maxCount: 5\n  regionId: cn-hangzhou\n  endpoint: https://x\n",
+            "spec.regionId or spec.endpoint",
+            "s",
+        ),
+        ("  maxCount: 5\n", "at most 63 characters", long.as_str()),
+    ];
+    for (spec, field, name) in cases {
+        let (ok, err) = c.try_apply(&set_yaml(&ns, name, spec));
+        assert!(!ok, "accepted: {spec}");
+        assert!(err.contains(field), "{spec}: {err}");
+    }
+}
