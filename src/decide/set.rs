@@ -13,6 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+#[cfg(test)]
+mod tests;
+
 /// The executions a listing found (names, sorted), up to the cap.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Listing {

@@ -893,3 +893,47 @@ fn foreign_text_in_status_is_bounded() {
         assert!(c.message.chars().count() <= 1025, "{}", c.message.len());
     }
 }
+
+#[test]
+fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
+    let spec = spec();
+    let policy = Policy::default();
+    let decide_abandoned = |status: &ExecutionStopStatus| {
+        decide(&Input {
+            spec: &spec,
+            status,
+            generation: 1,
+            uid: "uid",
+            abandoned: true,
+            created: t("00:00"),
+            credentials: Credentials::Operator,
+            outcome: &Outcome::Nothing,
+            now: t("00:10"),
+            jitter: 0.5,
+            policy: &policy,
+        })
+    };
+    // Not yet called, and waiting to retry: both end, with no call.
+    let retrying = ExecutionStopStatus {
+        phase: Some(Phase::Retrying),
+        attempts: 1,
+        ..Default::default()
+    };
+    for s in [ExecutionStopStatus::default(), retrying] {
+        let d = decide_abandoned(&s);
+        assert_eq!(d.action, Action::Done, "{s:?}");
+        assert_eq!(d.status.phase, Some(Phase::Failed));
+        assert_eq!(d.status.last_error.unwrap().code, "SetDeleted");
+    }
+    // An attempt on record may have gone out: it stays known as unconfirmed.
+    let d = decide_abandoned(&attempted(1));
+    assert_eq!(d.action, Action::Done);
+    assert!(d.status.unconfirmed_request_id.is_some());
+    // A final stop is left as it is.
+    let done = ExecutionStopStatus {
+        phase: Some(Phase::Stopped),
+        ..Default::default()
+    };
+    let d = decide_abandoned(&done);
+    assert_eq!((d.action, d.status), (Action::Done, done));
+}

@@ -1,0 +1,379 @@
+//! Table tests of the ExecutionStopSet decisions.
+
+use super::*;
+use crate::crd::set::Selector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+fn spec(dry_run: bool, max_count: u32) -> ExecutionStopSetSpec {
+    ExecutionStopSetSpec {
+        flow_name: "flow".into(),
+        selector: Selector::default(),
+        max_count,
+        dry_run,
+        cause: None,
+        error: None,
+        region_id: None,
+        endpoint: None,
+        credentials_secret_ref: None,
+        max_attempts: None,
+    }
+}
+
+fn t(s: &str) -> Timestamp {
+    format!("2024-01-01T00:{s}Z").parse().unwrap()
+}
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("e{i:02}")).collect()
+}
+
+fn listed(n: usize, more: bool) -> Outcome {
+    Outcome::Listed(Ok(Listing {
+        names: names(n),
+        more,
+    }))
+}
+
+/// What a table case sets up.
+struct Case {
+    spec: ExecutionStopSetSpec,
+    status: ExecutionStopSetStatus,
+    outcome: Outcome,
+    children: ChildCounts,
+    existing: BTreeSet<String>,
+    credentials: Credentials<'static>,
+    now: &'static str,
+}
+
+impl Case {
+    fn new(spec: ExecutionStopSetSpec, outcome: Outcome) -> Self {
+        Case {
+            spec,
+            status: ExecutionStopSetStatus::default(),
+            outcome,
+            children: ChildCounts::default(),
+            existing: BTreeSet::new(),
+            credentials: Credentials::Operator,
+            now: "00:00",
+        }
+    }
+
+    fn run(&self) -> Decision {
+        decide(&Input {
+            spec: &self.spec,
+            status: &self.status,
+            generation: 1,
+            credentials: self.credentials,
+            outcome: &self.outcome,
+            children: &self.children,
+            existing: &self.existing,
+            now: t(self.now),
+            jitter: 0.5,
+            policy: &Policy::default(),
+        })
+    }
+}
+
+fn ready(s: &ExecutionStopSetStatus) -> (String, String) {
+    let c = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready is set");
+    (c.status.clone(), c.reason.clone())
+}
+
+fn condition(s: &ExecutionStopSetStatus, type_: &str) -> String {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
+fn live(matched: u32) -> ExecutionStopSetStatus {
+    ExecutionStopSetStatus {
+        phase: Some(SetPhase::Listing),
+        snapshot_time: Some(MicroTime(t("00:00"))),
+        snapshot_complete: true,
+        matched: Some(matched),
+        ..Default::default()
+    }
+}
+
+fn counts(stopped: u32, already: u32, failed: u32, pending: u32) -> ChildCounts {
+    ChildCounts {
+        total: stopped + already + failed + pending,
+        pending,
+        stopped,
+        already_finished: already,
+        failed,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn credentials_are_read_before_any_listing() {
+    let mut c = Case::new(spec(true, 5), Outcome::Nothing);
+    c.credentials = Credentials::Unread;
+    let d = c.run();
+    assert_eq!(d.action, Action::ReadCredentials);
+    assert_eq!(
+        d.status,
+        ExecutionStopSetStatus::default(),
+        "nothing decided yet"
+    );
+}
+
+#[test]
+fn a_dry_run_lists_with_no_time_bound_and_a_cap_one_past_max_count() {
+    let d = Case::new(spec(true, 5), Outcome::Nothing).run();
+    assert_eq!(
+        d.action,
+        Action::List {
+            started_before: None,
+            cap: 6
+        }
+    );
+}
+
+#[test]
+fn a_dry_run_reports_the_count_and_first_names_and_is_ready() {
+    let d = Case::new(spec(true, 50), listed(12, false)).run();
+    let s = &d.status;
+    assert_eq!(s.phase, Some(SetPhase::Previewing));
+    assert_eq!(s.matched, Some(12));
+    assert_eq!(s.first_matches, names(10));
+    assert_eq!(ready(s), ("True".into(), "Previewed".into()));
+    assert_eq!(condition(s, "Reconciling"), "False");
+    assert_eq!(d.action, Action::Wait(Policy::default().preview_refresh));
+    assert!(d.event.is_some_and(|e| !e.0 && e.1 == Reason::Previewed));
+}
+
+#[test]
+fn a_dry_run_over_the_cap_says_going_live_would_stop_none() {
+    let d = Case::new(spec(true, 5), listed(6, true)).run();
+    assert_eq!(d.status.matched, Some(6));
+    let msg = &d.status.conditions[0].message;
+    assert!(msg.contains("more than maxCount (5)"), "{msg}");
+}
+
+#[test]
+fn a_preview_is_refreshed_only_when_due() {
+    let mut c = Case::new(spec(true, 5), Outcome::Nothing);
+    c.status = Case::new(spec(true, 5), listed(2, false)).run().status;
+    c.now = "01:00";
+    assert_eq!(c.run().action, Action::Wait(Duration::from_secs(240)));
+    c.now = "05:00";
+    assert!(matches!(c.run().action, Action::List { .. }));
+}
+
+#[test]
+fn going_live_records_the_snapshot_time_before_listing_up_to_it() {
+    let mut c = Case::new(spec(false, 5), Outcome::Nothing);
+    c.now = "00:07";
+    let d = c.run();
+    assert_eq!(d.status.snapshot_time, Some(MicroTime(t("00:07"))));
+    assert_eq!(d.status.phase, Some(SetPhase::Listing));
+    assert_eq!(
+        d.action,
+        Action::List {
+            started_before: Some(t("00:07")),
+            cap: 6
+        }
+    );
+    // After a restart: the same snapshot, not a new one.
+    c.status = d.status;
+    c.now = "00:30";
+    assert_eq!(
+        c.run().action,
+        Action::List {
+            started_before: Some(t("00:07")),
+            cap: 6
+        }
+    );
+}
+
+#[test]
+fn the_window_ends_at_the_earlier_of_the_selector_and_the_snapshot() {
+    let mut c = Case::new(spec(false, 5), Outcome::Nothing);
+    c.spec.selector.started_before = Some(Time(t("00:03")));
+    c.now = "00:07";
+    assert_eq!(
+        c.run().action,
+        Action::List {
+            started_before: Some(t("00:03")),
+            cap: 6
+        }
+    );
+}
+
+#[test]
+fn more_than_max_count_fails_and_creates_nothing() {
+    let d = Case::new(spec(false, 5), listed(6, true)).run();
+    assert_eq!(d.action, Action::Done);
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(ready(&d.status), ("False".into(), "TooManyMatches".into()));
+    assert_eq!(condition(&d.status, "Stalled"), "True");
+    assert_eq!(d.status.last_error.unwrap().code, "TooManyMatches");
+}
+
+#[test]
+fn a_listing_creates_only_the_missing_children() {
+    let mut c = Case::new(spec(false, 5), listed(4, false));
+    c.existing = names(2).into_iter().collect();
+    let d = c.run();
+    assert_eq!(d.action, Action::Create(vec!["e02".into(), "e03".into()]));
+    assert_eq!(d.status.matched, Some(4));
+}
+
+#[test]
+fn after_a_restart_stopped_children_still_count_and_the_cap_is_not_rechecked() {
+    // Two children stopped before the restart no longer match Running.
+    let mut c = Case::new(spec(false, 3), listed(1, false));
+    c.existing = ["x1".to_string(), "x2".to_string()].into();
+    let d = c.run();
+    assert_eq!(d.status.matched, Some(3));
+    assert_eq!(d.action, Action::Create(vec!["e00".into()]));
+}
+
+#[test]
+fn when_every_child_exists_the_snapshot_is_complete() {
+    let mut c = Case::new(spec(false, 5), listed(2, false));
+    c.existing = names(2).into_iter().collect();
+    c.children = counts(0, 0, 0, 2);
+    let d = c.run();
+    assert!(d.status.snapshot_complete);
+    assert_eq!(d.status.phase, Some(SetPhase::Stopping));
+    assert_eq!(d.action, Action::Done);
+}
+
+#[test]
+fn children_the_cache_does_not_show_yet_count_as_pending() {
+    let mut c = Case::new(spec(false, 5), Outcome::Created);
+    c.status = live(4);
+    c.status.snapshot_complete = false;
+    c.children = counts(1, 0, 0, 0);
+    let d = c.run();
+    assert!(d.status.snapshot_complete);
+    assert_eq!(d.status.children, counts(1, 0, 0, 3));
+    assert_eq!(d.status.phase, Some(SetPhase::Stopping));
+}
+
+#[test]
+fn the_phase_follows_the_children() {
+    let cases = [
+        (
+            counts(3, 1, 0, 0),
+            4,
+            SetPhase::Completed,
+            "Completed",
+            ["True", "False", "False"],
+        ),
+        (
+            counts(2, 0, 1, 0),
+            3,
+            SetPhase::Failed,
+            "ChildrenFailed",
+            ["False", "False", "True"],
+        ),
+        (
+            counts(2, 0, 0, 1),
+            3,
+            SetPhase::Stopping,
+            "Stopping",
+            ["False", "True", "False"],
+        ),
+        (
+            counts(0, 0, 0, 0),
+            0,
+            SetPhase::Completed,
+            "NoMatches",
+            ["True", "False", "False"],
+        ),
+    ];
+    for (children, matched, phase, reason, [r, rec, st]) in cases {
+        let mut c = Case::new(spec(false, 5), Outcome::Nothing);
+        c.status = live(matched);
+        c.children = children.clone();
+        let d = c.run();
+        assert_eq!(d.status.phase, Some(phase), "{children:?}");
+        assert_eq!(ready(&d.status), (r.into(), reason.into()), "{children:?}");
+        assert_eq!(condition(&d.status, "Reconciling"), rec, "{children:?}");
+        assert_eq!(condition(&d.status, "Stalled"), st, "{children:?}");
+        assert_eq!(d.action, Action::Done);
+    }
+}
+
+#[test]
+fn a_retryable_listing_error_backs_off_then_gives_up() {
+    let err = || {
+        Outcome::Listed(Err(FnfError::Api {
+            status: 500,
+            code: "InternalServerError".into(),
+            message: "m".into(),
+            request_id: Some("r".into()),
+        }))
+    };
+    let mut c = Case::new(spec(false, 5), err());
+    c.status = live(0);
+    c.status.snapshot_complete = false;
+    let d = c.run();
+    assert!(matches!(d.action, Action::Wait(_)));
+    assert_eq!(d.status.list_attempts, 1);
+    assert!(d.status.next_attempt_time.is_some());
+    assert_eq!(ready(&d.status).1, "Retrying");
+    assert!(
+        d.event.as_ref().is_some_and(|e| e.0),
+        "a retry is a Warning"
+    );
+    // Every retry is an Event, even with nothing else changed.
+    c.status = d.status;
+    assert!(c.run().event.is_some());
+    c.status.list_attempts = Policy::default().max_attempts - 1;
+    let d = c.run();
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(ready(&d.status).1, "RetriesExhausted");
+}
+
+#[test]
+fn a_missing_flow_fails_with_the_services_code() {
+    let e = FnfError::Api {
+        status: 404,
+        code: "FlowNotExists".into(),
+        message: "flow nope does not exist".into(),
+        request_id: Some("r".into()),
+    };
+    let d = Case::new(spec(true, 5), Outcome::Listed(Err(e))).run();
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(ready(&d.status).1, "NotFound");
+    let l = d.status.last_error.unwrap();
+    assert_eq!(
+        (l.code.as_str(), l.http_status),
+        ("FlowNotExists", Some(404))
+    );
+    assert_eq!(d.action, Action::Done);
+}
+
+#[test]
+fn a_refused_endpoint_fails_without_listing() {
+    let d = Case::new(
+        spec(false, 5),
+        Outcome::EndpointNotAllowed("spec.endpoint host x".into()),
+    )
+    .run();
+    assert_eq!(d.action, Action::Done);
+    assert_eq!(d.status.last_error.unwrap().code, "EndpointNotAllowed");
+}
+
+#[test]
+fn an_unchanged_phase_and_reason_make_no_event() {
+    let mut c = Case::new(spec(false, 5), Outcome::Nothing);
+    c.status = live(3);
+    c.children = counts(1, 0, 0, 2);
+    let first = c.run();
+    assert!(first.event.is_some());
+    c.status = first.status;
+    c.children = counts(2, 0, 0, 1);
+    assert_eq!(c.run().event, None, "progress alone is not an Event");
+}
