@@ -69,6 +69,56 @@ fn check(sdk: &str, r: &Value, with_status: bool) {
     }
 }
 
+/// ListExecutions with each filter, paging through 150 executions (the Python SDKs).
+fn check_lists(sdk: &str, r: &Value) {
+    let ok = |k: &str| -> &Value {
+        r[k].get("ok")
+            .unwrap_or_else(|| panic!("{sdk} {k}: {}", r[k]))
+    };
+    let p = |range: std::ops::Range<usize>| -> Value {
+        range.map(|i| format!("p{i:03}")).collect::<Vec<_>>().into()
+    };
+    assert_eq!(
+        ok("list_prefix"),
+        &p(0..150),
+        "{sdk}: ExecutionNamePrefix, paged"
+    );
+    assert_eq!(
+        r["list_prefix"]["pages"], 2,
+        "{sdk}: Limit 99 gives two pages of 150"
+    );
+    assert_eq!(ok("list_after"), &p(75..150), "{sdk}: StartedTimeBegin");
+    assert_eq!(ok("list_before"), &p(0..75), "{sdk}: StartedTimeEnd");
+    assert_eq!(
+        ok("list_stopped"),
+        &serde_json::json!(["e1", "e2"]),
+        "{sdk}: Status"
+    );
+    let hundred = ok("list_limit_100");
+    assert_eq!(
+        hundred["Executions"].as_array().unwrap().len(),
+        100,
+        "{sdk}"
+    );
+    assert_eq!(
+        hundred["NextToken"], "p100",
+        "{sdk}: NextToken names the next execution"
+    );
+    for (scenario, code) in [
+        ("list_limit_101", "InvalidArgument"),
+        ("list_bad_time", "InvalidArgument"),
+        ("list_unknown_flow", "FlowNotExists"),
+    ] {
+        assert_eq!(
+            r[scenario]["code"], code,
+            "{sdk} {scenario}: {}",
+            r[scenario]
+        );
+    }
+    assert_eq!(r["list_unknown_flow"]["status"], 404, "{sdk}");
+    assert_eq!(r["list_bad_time"]["status"], 400, "{sdk}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_agree_with_the_emulator() {
     let emu = support::emulator(|c| {
@@ -86,7 +136,9 @@ async fn official_sdks_agree_with_the_emulator() {
         let mut cmd = Command::new(testkit::oracle::python());
         cmd.arg(testkit::oracle::file("conformance.py"))
             .args([sdk, &emu.url(), key, secret]);
-        check(sdk, &run(cmd).await, true);
+        let r = run(cmd).await;
+        check(sdk, &r, true);
+        check_lists(sdk, &r);
     }
     let mut cmd = Command::new("node");
     cmd.arg(testkit::oracle::file("conformance.js"))

@@ -114,6 +114,51 @@ s = make(sts["AccessKeyId"], sts["AccessKeySecret"], sts["SecurityToken"])
 out["sts_describe"] = outcome(lambda: call(s, "DescribeExecution", FlowName=flow, ExecutionName="e2"))
 out["sts_stop"] = outcome(lambda: call(s, "StopExecution", FlowName=flow, ExecutionName="e2"))
 
+
+
+def patient(fn):
+    """Like outcome(), but waits out ResourceThrottled (ListExecutions' bucket holds 10)."""
+    for _ in range(30):
+        r = outcome(fn)
+        if r.get("code") != "ResourceThrottled":
+            return r
+        time.sleep(0.6)
+    return r
+
+
+def list_all(**params):
+    names, token, pages = [], None, 0
+    while True:
+        p = dict(params, FlowName=flow)
+        if token:
+            p["NextToken"] = token
+        r = patient(lambda: call(c, "ListExecutions", **p))
+        if "ok" not in r:
+            return r
+        pages += 1
+        names += [e["Name"] for e in r["ok"].get("Executions", [])]
+        token = r["ok"].get("NextToken")
+        if not token:
+            return {"ok": names, "pages": pages}
+
+
+# ListExecutions' filters, with executions started on both sides of a moment.
+for i in range(75):
+    patient(lambda: call(c, "StartExecution", FlowName=flow, ExecutionName="p%03d" % i))
+time.sleep(0.01)
+mid = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time())) + "." + ("%.3f" % (time.time() % 1))[2:] + "Z"
+time.sleep(0.01)
+for i in range(75, 150):
+    patient(lambda: call(c, "StartExecution", FlowName=flow, ExecutionName="p%03d" % i))
+out["list_prefix"] = list_all(ExecutionNamePrefix="p", Limit=99)
+out["list_after"] = list_all(ExecutionNamePrefix="p", Limit=99, StartedTimeBegin=mid)
+out["list_before"] = list_all(ExecutionNamePrefix="p", Limit=99, StartedTimeEnd=mid)
+out["list_stopped"] = list_all(Status="Stopped")
+out["list_limit_100"] = patient(lambda: call(c, "ListExecutions", FlowName=flow, ExecutionNamePrefix="p", Limit=100))
+out["list_limit_101"] = patient(lambda: call(c, "ListExecutions", FlowName=flow, Limit=101))
+out["list_bad_time"] = patient(lambda: call(c, "ListExecutions", FlowName=flow, StartedTimeBegin="yesterday"))
+out["list_unknown_flow"] = patient(lambda: call(c, "ListExecutions", FlowName="absent"))
+
 # Throttling: StopExecution's bucket holds 10; keep stopping until the SDK reports it.
 throttled = None
 for i in range(40):
