@@ -372,4 +372,7 @@ async fn invalid_sets_are_rejected_naming_the_field() {
         assert!(!ok, "accepted: {spec}");
         assert!(err.contains(field), "{spec}: {err}");
     }
+    // The README's example is accepted as shipped.
+    let example = testkit::operator::repo("examples/executionstopset.yaml");
+    c.must(&["apply", "-n", &ns, "-f", example.to_str().unwrap()], None);
 }

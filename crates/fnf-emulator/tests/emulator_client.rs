@@ -157,7 +157,7 @@ async fn list_pages_and_filters() {
                     flow_name: "f".into(),
                     limit: Some(2),
                     next_token: token,
-                    status: None,
+                    ..Default::default()
                 },
             )
             .await
