@@ -118,6 +118,10 @@ fn image_archive_is_a_runnable_non_root_oci_image() {
         .unwrap();
     assert_eq!(
         String::from_utf8(crd.stdout).unwrap(),
-        include_str!("../crds/executionstop.yaml")
+        format!(
+            "{}---\n{}",
+            include_str!("../crds/executionstop.yaml"),
+            include_str!("../crds/executionstopset.yaml")
+        )
     );
 }

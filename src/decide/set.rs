@@ -162,8 +162,7 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
         if s.phase == Some(SetPhase::Previewing) && due > i.now {
             return Action::Wait(until(i.now, due));
         }
-        if s.phase == Some(SetPhase::Failed) && s.last_error.as_ref().is_some_and(|e| !e.retryable)
-        {
+        if gave_up(s) {
             return Action::Done;
         }
         return Action::List {
@@ -173,7 +172,7 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
     }
     match (&s.snapshot_time, s.snapshot_complete) {
         (_, true) => by_children(i, s),
-        (Some(t), false) if s.phase != Some(SetPhase::Failed) => Action::List {
+        (Some(t), false) if !gave_up(s) => Action::List {
             started_before: window_end(i, Some(t.0)),
             cap: cap(i),
         },
@@ -204,6 +203,11 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
             }
         }
     }
+}
+
+/// Failed for good: nothing more is tried. (A missing Secret is looked for again.)
+fn gave_up(s: &ExecutionStopSetStatus) -> bool {
+    s.phase == Some(SetPhase::Failed) && s.last_error.as_ref().is_none_or(|e| !e.retryable)
 }
 
 fn listed(i: &Input<'_>, s: &mut Draft, l: &Listing) -> Action {
@@ -278,6 +282,9 @@ fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
             return Action::Wait(delay);
         }
         let msg = format!("gave up listing after {} attempts: {e}", s.list_attempts);
+        if let Some(l) = s.last_error.as_mut() {
+            l.retryable = false;
+        }
         set(i, s, SetPhase::Failed, Reason::RetriesExhausted, &msg);
         return Action::Done;
     }

@@ -376,3 +376,58 @@ async fn invalid_sets_are_rejected_naming_the_field() {
     let example = testkit::operator::repo("examples/executionstopset.yaml");
     c.must(&["apply", "-n", &ns, "-f", example.to_str().unwrap()], None);
 }
+
+/// A set's children and single ExecutionStops on the same endpoint and AccessKeyId share
+/// one StopExecution limiter: together they stay within the service's bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_and_single_stops_share_the_quota() {
+    let c = installed();
+    // The documented buckets (StopExecution and ListExecutions: 10, 2/s), refilled 10× faster.
+    let quota = |cfg: &mut fnf_emulator::Config| {
+        cfg.no_quota = false;
+        cfg.quota_speedup = 10.0;
+    };
+    let sped_up = [
+        "--stop-rate",
+        "20",
+        "--stop-burst",
+        "10",
+        "--list-rate",
+        "20",
+        "--list-burst",
+        "10",
+    ];
+    let (ns, cloud, op) = setup("set-quota", quota, &sped_up).await;
+    start_all(&cloud, (0..40).map(|n| format!("q-{n:02}"))).await;
+    start_all(&cloud, (0..10).map(|n| format!("single-{n}"))).await;
+    c.apply(&set_yaml(
+        &ns,
+        "q",
+        "  maxCount: 40\n  selector: {executionNamePrefix: q-}\n",
+    ));
+    for n in 0..10 {
+        c.apply(
+            &testkit::fixtures::ExecutionStop::new(
+                &ns,
+                &format!("single-{n}"),
+                "f",
+                &format!("single-{n}"),
+            )
+            .secret("creds")
+            .yaml(),
+        );
+    }
+    let s = wait_set(&ns, "q", "condition=Ready");
+    assert_eq!(s["children"]["stopped"], 40, "{s:#}");
+    for n in 0..10 {
+        testkit::operator::wait_for(c, &ns, &format!("single-{n}"), "condition=Ready");
+    }
+    assert_eq!(cloud.count("StopExecution", "OK"), 50);
+    let throttled = cloud.count("StopExecution", "ResourceThrottled");
+    assert!(
+        throttled * 50 <= cloud.calls("StopExecution"),
+        "at most 2 % of StopExecution calls throttled: {throttled}"
+    );
+    assert_eq!(cloud.count("ListExecutions", "ResourceThrottled"), 0);
+    op.stop().await;
+}

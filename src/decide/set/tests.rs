@@ -377,3 +377,29 @@ fn an_unchanged_phase_and_reason_make_no_event() {
     c.children = counts(2, 0, 0, 1);
     assert_eq!(c.run().event, None, "progress alone is not an Event");
 }
+
+#[test]
+fn a_missing_secret_is_looked_for_again_and_a_set_that_gave_up_stays_put() {
+    let mut c = Case::new(
+        spec(false, 5),
+        Outcome::NoCredentials("Secret creds not found".into()),
+    );
+    c.status = live(0);
+    c.status.snapshot_complete = false;
+    let d = c.run();
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert!(matches!(d.action, Action::Wait(_)));
+    c.status = d.status;
+    c.outcome = Outcome::Nothing;
+    assert!(
+        matches!(c.run().action, Action::List { .. }),
+        "the Secret may have come"
+    );
+    c.status.list_attempts = Policy::default().max_attempts - 1;
+    c.outcome = Outcome::Listed(Err(FnfError::Timeout("t".into())));
+    let d = c.run();
+    assert_eq!(ready(&d.status).1, "RetriesExhausted");
+    c.status = d.status;
+    c.outcome = Outcome::Nothing;
+    assert_eq!(c.run().action, Action::Done, "gave up: no more listing");
+}
