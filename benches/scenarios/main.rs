@@ -6,6 +6,7 @@ mod env;
 mod floors;
 mod report;
 mod scenarios;
+mod set;
 mod stats;
 
 use clap::Parser;
@@ -33,10 +34,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (lat, burst, quota, rest, repeats) = if args.small {
-        (5, 20, 30, 50, 1)
+    let (lat, burst, quota, rest, set_n, repeats) = if args.small {
+        (5, 20, 30, 50, 30, 1)
     } else {
-        (200, 1000, 200, 10_000, args.repeats)
+        (200, 1000, 200, 10_000, 1000, args.repeats)
     };
     let python = std::env::var("FLOWSTOP_PYTHON")
         .map_err(|_| anyhow::anyhow!("FLOWSTOP_PYTHON is not set: run scripts/bench"))?;
@@ -67,6 +68,11 @@ async fn main() -> anyhow::Result<()> {
             quota_runs.push(scenarios::quota_peer(&python, mode, quota, repeats).await?);
         }
     }
+    let set = if run("set") {
+        Some(set::set_quota(&env, set_n, repeats).await?)
+    } else {
+        None
+    };
     let emulator = if run("emulator") {
         Some(scenarios::emulator_throughput(if args.small { 500 } else { 20_000 }, repeats).await?)
     } else {
@@ -92,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         ],
         at_rest,
         emulator,
+        set,
     };
     std::fs::write(
         out.join("results.json"),

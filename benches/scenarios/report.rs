@@ -58,6 +58,7 @@ pub struct Results {
     pub peers_unavailable: Vec<String>,
     pub at_rest: Option<Rest>,
     pub emulator: Option<crate::scenarios::EmulatorThroughput>,
+    pub set: Option<crate::set::SetRun>,
 }
 
 fn mark(ok: bool) -> &'static str {
@@ -151,6 +152,9 @@ pub fn markdown(r: &Results) -> String {
     }
     for p in &r.peers_unavailable {
         s += &format!("| quota | {p} | not run | | |\n");
+    }
+    if let Some(set) = &r.set {
+        s += &crate::set::rows(set, mark);
     }
     if let Some(e) = &r.emulator {
         s += &format!(

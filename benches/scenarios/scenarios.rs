@@ -236,7 +236,7 @@ fn stop_counts(counters: &serde_json::Value) -> (f64, f64) {
     )
 }
 
-async fn quota_emulator(prefix: &str, n: usize) -> anyhow::Result<Emulator> {
+pub async fn quota_emulator(prefix: &str, n: usize) -> anyhow::Result<Emulator> {
     // Executions are seeded with another account, so the measured account's buckets start full.
     let emu = Emulator::start(&[
         "--quota-speedup",

@@ -423,10 +423,14 @@ async fn a_set_and_single_stops_share_the_quota() {
         testkit::operator::wait_for(c, &ns, &format!("single-{n}"), "condition=Ready");
     }
     assert_eq!(cloud.count("StopExecution", "OK"), 50);
+    // One limiter for both paces 50 calls at the bucket's rate: a 429 or two where its clock
+    // and the service's meet (BENCHMARKS.md, quota). Two limiters would ask for twice the
+    // bucket's rate, so roughly half of the 40 calls after the burst would be refused.
     let throttled = cloud.count("StopExecution", "ResourceThrottled");
     assert!(
-        throttled * 50 <= cloud.calls("StopExecution"),
-        "at most 2 % of StopExecution calls throttled: {throttled}"
+        throttled <= 5,
+        "StopExecution calls throttled: {throttled} of {}",
+        cloud.calls("StopExecution")
     );
     assert_eq!(cloud.count("ListExecutions", "ResourceThrottled"), 0);
     op.stop().await;
