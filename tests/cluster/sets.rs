@@ -435,3 +435,59 @@ async fn a_set_and_single_stops_share_the_quota() {
     assert_eq!(cloud.count("ListExecutions", "ResourceThrottled"), 0);
     op.stop().await;
 }
+
+/// Killed while listing: the next operator lists the same snapshot, so executions started
+/// in between are left out, and nothing is stopped twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_while_listing_resumes_the_same_snapshot() {
+    let c = installed();
+    // One ListExecutions page a second: the listing of 500 (6 pages) takes about 5 s.
+    let slow = ["--list-rate", "1", "--list-burst", "1"];
+    let (ns, cloud, op) = setup("set-kill-list", |_| {}, &slow).await;
+    start_all(&cloud, (0..500).map(|n| format!("l-{n:03}"))).await;
+    c.apply(&set_yaml(&ns, "l", "  maxCount: 1000\n"));
+    let api: kube::Api<flowstop::crd::ExecutionStopSet> =
+        kube::Api::namespaced(c.client().await, &ns);
+    let listing = kube::runtime::wait::await_condition(
+        api.clone(),
+        "l",
+        |o: Option<&flowstop::crd::ExecutionStopSet>| {
+            o.and_then(|s| s.status.as_ref())
+                .is_some_and(|s| s.snapshot_time.is_some())
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(60), listing)
+        .await
+        .expect("the set starts listing")
+        .unwrap();
+    op.kill().await;
+    let lp = kube::api::ListParams::default().labels("flowstop.dev/set=l");
+    let ours: kube::Api<flowstop::crd::ExecutionStop> =
+        kube::Api::namespaced(c.client().await, &ns);
+    assert!(
+        ours.list_metadata(&lp).await.unwrap().items.is_empty(),
+        "killed before any child was created"
+    );
+    // Started after the snapshot, while no operator runs: not part of the set.
+    start_all(&cloud, (0..20).map(|n| format!("late-{n:02}"))).await;
+    let fast = ["--stop-rate", "500", "--stop-burst", "500"];
+    let op = Operator::start(&ns, &cloud.emu.url(), &fast).await;
+    let s = wait_set(&ns, "l", "condition=Ready");
+    assert_eq!(s["children"]["stopped"], 500, "{s:#}");
+    let got: BTreeSet<String> = children(&ns, "l").into_iter().map(|(_, e)| e).collect();
+    assert_eq!(got.len(), 500);
+    assert!(got.iter().all(|e| e.starts_with("l-")), "no late execution");
+    let (once, late_running) = {
+        let emu = cloud.emu.emulator.lock();
+        let ex = emu.state.executions.values();
+        (
+            ex.clone()
+                .filter(|e| e.name.starts_with("l-"))
+                .all(|e| e.stops == 1),
+            ex.filter(|e| e.name.starts_with("late-"))
+                .all(|e| e.status == "Running"),
+        )
+    };
+    assert!(once && late_running);
+    op.stop().await;
+}
