@@ -2,7 +2,8 @@
 //! or the operator's chain (environment or RRSA).
 
 use crate::crd::Target;
-use fnf::{Credentials, Provider};
+use crate::decide::endpoint::{self, Refusal};
+use fnf::{Account, Credentials, Provider};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub enum Found {
+enum Found {
     /// The keys, and the Secret's resourceVersion when they came from one.
     Keys(Credentials, Option<String>),
     /// Why there are none (no secret material in the message).
@@ -66,7 +67,7 @@ impl SecretCache {
     }
 }
 
-pub async fn find(
+async fn find(
     client: &kube::Client,
     cache: &SecretCache,
     operator: &Result<Provider, String>,
@@ -99,4 +100,46 @@ pub async fn find(
         Credentials::new(id, sk, key(&secret, "securityToken")),
         secret.resource_version(),
     ))
+}
+
+/// Why an object's calls cannot be made as it stands.
+pub enum NoAccount {
+    Unusable(String),
+    NotAllowed(String),
+    Missing(String),
+}
+
+/// The endpoint and keys of an object, and the Secret's resourceVersion when the keys came
+/// from one. The endpoint is checked first: a refused host sees no lookup and no
+/// connection, and no credentials are fetched for it.
+pub async fn account(
+    ctx: &super::Context,
+    ns: &str,
+    spec: &impl Target,
+) -> Result<Result<(Account, Option<String>), NoAccount>, kube::Error> {
+    let endpoint = match endpoint::resolve(spec, &ctx.endpoints) {
+        Ok(e) => e,
+        Err(Refusal::Unusable(m)) => return Ok(Err(NoAccount::Unusable(m))),
+        Err(Refusal::NotAllowed(m)) => return Ok(Err(NoAccount::NotAllowed(m))),
+    };
+    Ok(
+        match find(
+            &ctx.client,
+            &ctx.secrets,
+            &ctx.operator_credentials,
+            ns,
+            spec,
+        )
+        .await?
+        {
+            Found::Keys(credentials, version) => Ok((
+                Account {
+                    endpoint,
+                    credentials,
+                },
+                version,
+            )),
+            Found::Missing(m) => Err(NoAccount::Missing(m)),
+        },
+    )
 }

@@ -7,11 +7,10 @@ pub mod set;
 pub use credentials::SecretCache;
 
 use crate::crd::{ExecutionStop, ExecutionStopSet, ExecutionStopStatus};
-use crate::decide::endpoint::Refusal;
 use crate::decide::{self, Action, Decision, Input, Outcome, Policy};
 use crate::ratelimit::RateLimiter;
 use crate::telemetry::Metrics;
-use credentials::Found;
+use credentials::NoAccount;
 use fnf::{Account, ErrorKind, Execution, FnfApi, FnfError, Provider, StopRequest};
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -222,32 +221,18 @@ impl Pass<'_> {
 
     /// Endpoint and keys, read once per pass; what was seen instead when they cannot be had.
     async fn read_credentials(&mut self) -> Result<Outcome, Error> {
-        // Checked before anything else: a refused host sees no lookup and no connection,
-        // and no credentials are fetched for it.
-        let endpoint = match decide::endpoint::resolve(&self.obj.spec, &self.ctx.endpoints) {
-            Ok(e) => e,
-            Err(Refusal::Unusable(m)) => return Ok(Outcome::Unusable(m)),
-            Err(Refusal::NotAllowed(m)) => return Ok(Outcome::EndpointNotAllowed(m)),
-        };
-        match credentials::find(
-            &self.ctx.client,
-            &self.ctx.secrets,
-            &self.ctx.operator_credentials,
-            &self.obj.namespace().unwrap_or_default(),
-            &self.obj.spec,
+        let ns = self.obj.namespace().unwrap_or_default();
+        Ok(
+            match credentials::account(self.ctx, &ns, &self.obj.spec).await? {
+                Ok(account) => {
+                    self.account = Some(account);
+                    Outcome::Nothing
+                }
+                Err(NoAccount::Unusable(m)) => Outcome::Unusable(m),
+                Err(NoAccount::NotAllowed(m)) => Outcome::EndpointNotAllowed(m),
+                Err(NoAccount::Missing(m)) => Outcome::NoCredentials(m),
+            },
         )
-        .await?
-        {
-            Found::Keys(credentials, version) => {
-                let account = Account {
-                    endpoint,
-                    credentials,
-                };
-                self.account = Some((account, version));
-                Ok(Outcome::Nothing)
-            }
-            Found::Missing(m) => Ok(Outcome::NoCredentials(m)),
-        }
     }
 
     fn account(&self) -> &Account {

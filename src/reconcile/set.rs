@@ -1,10 +1,10 @@
 //! The shell around `decide::set`: count the set's ExecutionStops from the cache, list the
 //! matching executions when asked, create the ExecutionStops, write status.
 
+use super::credentials::NoAccount;
 use super::{Context, Error, MANAGER, credentials, limiter_key};
 use crate::crd::set::{ChildCounts, ExecutionStopSet, ExecutionStopSetStatus, SET_LABEL, SetPhase};
 use crate::crd::{ExecutionStop, ExecutionStopSpec, Phase};
-use crate::decide::endpoint::Refusal;
 use crate::decide::set::{Action, Decision, Input, Listing, Outcome};
 use crate::decide::{self, Reason};
 use fnf::{Account, ErrorKind, ListRequest};
@@ -196,32 +196,18 @@ impl Pass<'_> {
     }
 
     async fn read_credentials(&mut self) -> Result<Outcome, Error> {
-        let ctx = &self.ctx.base;
-        let endpoint = match decide::endpoint::resolve(&self.obj.spec, &ctx.endpoints) {
-            Ok(e) => e,
-            Err(Refusal::Unusable(m)) => return Ok(Outcome::Unusable(m)),
-            Err(Refusal::NotAllowed(m)) => return Ok(Outcome::EndpointNotAllowed(m)),
-        };
         let ns = self.obj.namespace().unwrap_or_default();
-        match credentials::find(
-            &ctx.client,
-            &ctx.secrets,
-            &ctx.operator_credentials,
-            &ns,
-            &self.obj.spec,
+        Ok(
+            match credentials::account(&self.ctx.base, &ns, &self.obj.spec).await? {
+                Ok(account) => {
+                    self.account = Some(account);
+                    Outcome::Nothing
+                }
+                Err(NoAccount::Unusable(m)) => Outcome::Unusable(m),
+                Err(NoAccount::NotAllowed(m)) => Outcome::EndpointNotAllowed(m),
+                Err(NoAccount::Missing(m)) => Outcome::NoCredentials(m),
+            },
         )
-        .await?
-        {
-            credentials::Found::Keys(credentials, version) => {
-                let account = Account {
-                    endpoint,
-                    credentials,
-                };
-                self.account = Some((account, version));
-                Ok(Outcome::Nothing)
-            }
-            credentials::Found::Missing(m) => Ok(Outcome::NoCredentials(m)),
-        }
     }
 
     /// Every matching execution, page by page, each page through the shared limiter.
