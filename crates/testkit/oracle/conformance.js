@@ -1,5 +1,6 @@
 // Drives fnf-emulator with Alibaba's official Node client (@alicloud/fnf-2019-03-15 on
-// pop-core, which sends every parameter in the POST body), unchanged.
+// pop-core, which signs every call itself and sends its parameters in the POST body, or in
+// the query string for the actions it sends as GET: DescribeExecution, ListExecutions), unchanged.
 // Usage: node conformance.js URL ACCESS_KEY_ID ACCESS_KEY_SECRET   (NODE_PATH = its node_modules)
 // Prints one JSON object: scenario name -> the SDK's answer, or the error code it raised.
 'use strict';
@@ -60,6 +61,49 @@ async function main() {
   const s = client(sts.AccessKeyId, sts.AccessKeySecret, sts.SecurityToken);
   out.sts_describe = await outcome(() => s.describeExecution({ FlowName: flow, ExecutionName: 'e2' }));
   out.sts_stop = await outcome(() => s.stopExecution({ FlowName: flow, ExecutionName: 'e2' }));
+
+  // Like outcome(), but waits out ResourceThrottled (ListExecutions' bucket holds 10).
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  async function patient(fn) {
+    let r;
+    for (let i = 0; i < 30; i++) {
+      r = await outcome(fn);
+      if (r.code !== 'ResourceThrottled') return r;
+      await sleep(600);
+    }
+    return r;
+  }
+  async function listAll(params) {
+    const names = [];
+    let token;
+    let pages = 0;
+    for (;;) {
+      const p = { ...params, FlowName: flow };
+      if (token) p.NextToken = token;
+      const r = await patient(() => c.listExecutions(p));
+      if (!('ok' in r)) return r;
+      pages += 1;
+      for (const e of r.ok.Executions || []) names.push(e.Name);
+      token = r.ok.NextToken;
+      if (!token) return { ok: names, pages };
+    }
+  }
+
+  // ListExecutions' filters, with executions started on both sides of a moment.
+  const pname = (i) => 'p' + String(i).padStart(3, '0');
+  for (let i = 0; i < 75; i++) await patient(() => c.startExecution({ FlowName: flow, ExecutionName: pname(i) }));
+  await sleep(10);
+  const mid = new Date().toISOString();
+  await sleep(10);
+  for (let i = 75; i < 150; i++) await patient(() => c.startExecution({ FlowName: flow, ExecutionName: pname(i) }));
+  out.list_prefix = await listAll({ ExecutionNamePrefix: 'p', Limit: 99 });
+  out.list_after = await listAll({ ExecutionNamePrefix: 'p', Limit: 99, StartedTimeBegin: mid });
+  out.list_before = await listAll({ ExecutionNamePrefix: 'p', Limit: 99, StartedTimeEnd: mid });
+  out.list_stopped = await listAll({ Status: 'Stopped' });
+  out.list_limit_100 = await patient(() => c.listExecutions({ FlowName: flow, ExecutionNamePrefix: 'p', Limit: 100 }));
+  out.list_limit_101 = await patient(() => c.listExecutions({ FlowName: flow, Limit: 101 }));
+  out.list_bad_time = await patient(() => c.listExecutions({ FlowName: flow, StartedTimeBegin: 'yesterday' }));
+  out.list_unknown_flow = await patient(() => c.listExecutions({ FlowName: 'absent' }));
 
   let throttled = { code: null };
   for (let i = 0; i < 40; i++) {
