@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod policy;
 pub mod set;
 pub use set::{ExecutionStopSet, ExecutionStopSetSpec, ExecutionStopSetStatus};
 
@@ -218,6 +219,10 @@ pub struct ExecutionStopStatus {
     /// changed Secret is retried at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_credentials_version: Option<String>,
+    /// No ExecutionStopPolicy allowed the stop (reason Forbidden). The policies are looked
+    /// at again every --policy-recheck-seconds; once one allows it, the stop goes ahead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub denied_by_policy: bool,
 }
 
 pub(crate) fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -241,7 +246,15 @@ pub(crate) fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::
     .expect("static schema")
 }
 
-/// Both CRDs as one YAML stream, exactly as checked in under `crds/`.
+/// The files under `crds/`, in the order `flowstop crd` prints them.
+pub const CRD_FILES: [&str; 3] = [
+    "executionstop.yaml",
+    "executionstopset.yaml",
+    "executionstoppolicy.yaml",
+];
+
+/// Every CRD as one YAML stream, exactly as checked in under `crds/` (CRD_FILES, joined
+/// by `---`).
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
     let stop = serde_yaml_ng::to_string(&ExecutionStop::crd()).expect("the CRD serializes");
@@ -252,7 +265,9 @@ pub fn crd_yaml() -> String {
         "message": "metadata.name of an ExecutionStopSet may have at most 63 characters"
     }]);
     let set = serde_yaml_ng::to_string(&set).expect("the CRD serializes");
-    format!("{stop}---\n{set}")
+    let policy =
+        serde_yaml_ng::to_string(&policy::ExecutionStopPolicy::crd()).expect("the CRD serializes");
+    format!("{stop}---\n{set}---\n{policy}")
 }
 
 #[cfg(test)]
@@ -261,13 +276,15 @@ mod tests {
     #[test]
     fn checked_in_crd_matches_the_types() {
         let checked_in = format!(
-            "{}---\n{}",
+            "{}---\n{}---\n{}",
             include_str!("../crds/executionstop.yaml"),
-            include_str!("../crds/executionstopset.yaml")
+            include_str!("../crds/executionstopset.yaml"),
+            include_str!("../crds/executionstoppolicy.yaml")
         );
         assert!(
             super::crd_yaml() == checked_in,
-            "crds/ is stale: run `cargo run -- crd` and split its two documents into crds/executionstop.yaml and crds/executionstopset.yaml"
+            "crds/ is stale: run `cargo run -- crd` and split its documents into {:?}",
+            super::CRD_FILES
         );
     }
 }

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod crd;
 pub mod decide;
+pub mod exit;
 pub mod lease;
 pub mod ratelimit;
 pub mod reconcile;

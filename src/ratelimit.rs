@@ -16,6 +16,18 @@ const MARGIN: f64 = 1.0;
 /// How much later than our first call the service's bucket may start (see `reserve`).
 const ANCHOR_SLACK: Duration = Duration::from_millis(30);
 
+/// How far ahead bulk work (the ExecutionStops of a set) may book the quota. Interactive
+/// work books any slot, so it waits at most this long behind a set of any size.
+pub const BULK_HORIZON: Duration = Duration::from_secs(1);
+
+/// Who is asking: a single ExecutionStop someone is waiting for, or one of many that an
+/// ExecutionStopSet created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    Interactive,
+    Bulk,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Limit {
     pub burst: f64,
@@ -51,6 +63,19 @@ impl RateLimiter {
     /// `ANCHOR_SLACK` after the first call: a few milliseconds once, instead of a 429 for
     /// every call at the edge of the quota.
     pub fn reserve(&self, key: &str, now: Instant) -> Duration {
+        match self.reserve_within(key, now, None) {
+            Ok(wait) | Err(wait) => wait,
+        }
+    }
+
+    /// As `reserve`, but only if the slot is at most `horizon` away. Otherwise nothing
+    /// is booked and the answer is how long until such a slot may be free.
+    pub fn reserve_within(
+        &self,
+        key: &str,
+        now: Instant,
+        horizon: Option<Duration>,
+    ) -> Result<Duration, Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let b = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: self.limit.burst,
@@ -61,21 +86,38 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
         b.tokens = (b.tokens + elapsed * b.rate).min(self.limit.burst);
         b.last = b.last.max(now);
-        b.tokens -= 1.0;
-        if b.tokens >= 0.0 {
+        let after = b.tokens - 1.0;
+        let wait = if after >= 0.0 {
             Duration::ZERO
         } else {
-            b.last.saturating_duration_since(now) + Duration::from_secs_f64(-b.tokens / b.rate)
+            b.last.saturating_duration_since(now) + Duration::from_secs_f64(-after / b.rate)
+        };
+        match horizon {
+            Some(h) if wait > h => Err(wait - h),
+            _ => {
+                b.tokens = after;
+                Ok(wait)
+            }
         }
     }
 
-    /// Waits for a slot; returns how long it waited.
-    pub async fn acquire(&self, key: &str) -> Duration {
-        let wait = self.reserve(key, Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+    /// Waits for a slot; returns how long it waited. Bulk work books no further ahead
+    /// than `BULK_HORIZON`, and until it can, it waits without holding a slot, so
+    /// interactive work that arrives meanwhile goes first.
+    pub async fn acquire(&self, key: &str, lane: Lane) -> Duration {
+        let horizon = (lane == Lane::Bulk).then_some(BULK_HORIZON);
+        let start = Instant::now();
+        loop {
+            match self.reserve_within(key, Instant::now(), horizon) {
+                Ok(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    return start.elapsed();
+                }
+                Err(until_free) => tokio::time::sleep(until_free).await,
+            }
         }
-        wait
     }
 
     /// The service said 429: empty this key's bucket and slow it by a twentieth (not below
@@ -124,6 +166,39 @@ mod tests {
         let later = t0 + ANCHOR_SLACK + Duration::from_millis(1000);
         assert_eq!(l.reserve("k", later), Duration::from_millis(500));
         assert!(l.reserve("other", t0).is_zero(), "keys are independent");
+    }
+
+    #[test]
+    fn bulk_work_books_no_further_ahead_than_the_horizon() {
+        let l = RateLimiter::new(Limit {
+            burst: 2.0,
+            per_second: 2.0,
+        });
+        let t0 = Instant::now();
+        let h = Some(BULK_HORIZON);
+        assert_eq!(l.reserve_within("k", t0, h), Ok(Duration::ZERO));
+        assert_eq!(l.reserve_within("k", t0, h), Ok(Duration::ZERO));
+        // The next two slots are half a second apart (plus the anchor slack).
+        assert_eq!(
+            l.reserve_within("k", t0, h),
+            Ok(ANCHOR_SLACK + Duration::from_millis(500))
+        );
+        // The one after is 1.03 s away: over the horizon, so not booked.
+        assert_eq!(l.reserve_within("k", t0, h), Err(ANCHOR_SLACK));
+        assert_eq!(
+            l.reserve_within("k", t0, h),
+            Err(ANCHOR_SLACK),
+            "nothing booked"
+        );
+        // An interactive caller arriving now gets that slot, ahead of the bulk ones.
+        assert_eq!(
+            l.reserve_within("k", t0, None),
+            Ok(ANCHOR_SLACK + Duration::from_millis(1000))
+        );
+        assert_eq!(
+            l.reserve_within("k", t0, h),
+            Err(ANCHOR_SLACK + Duration::from_millis(500))
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::crd::set::SET_LABEL;
 use crate::crd::{ExecutionStop, ExecutionStopSet};
 use crate::decide::Policy;
 use crate::decide::endpoint::{DEFAULT_ALLOWED_HOSTS, Endpoints, HostPattern, parse_allowlist};
+use crate::decide::policy::Mode;
 use crate::lease::{self, LeaseConfig};
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::reconcile::{self, Context};
@@ -41,7 +42,8 @@ pub struct RunArgs {
     /// endpoint, a TLS-inspecting proxy), on top of the built-in roots
     #[arg(long, env = "FLOWSTOP_EXTRA_CA_FILE")]
     pub extra_ca_file: Option<std::path::PathBuf>,
-    /// Objects reconciled at the same time
+    /// Objects reconciled at the same time, in each of the two lanes (single
+    /// ExecutionStops, and those created by ExecutionStopSets)
     #[arg(long, env = "FLOWSTOP_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
     /// StopExecution calls per second per endpoint and AccessKeyId (the service allows 2)
@@ -104,6 +106,13 @@ pub struct RunArgs {
     pub identity: Option<String>,
     #[arg(long, env = "FLOWSTOP_LEASE_SECONDS", default_value_t = 15)]
     pub lease_seconds: u64,
+    /// Tenancy: `open` restricts only namespaces that some ExecutionStopPolicy selects;
+    /// `enforce` allows an object only if some policy selects its namespace and allows it
+    #[arg(long, env = "FLOWSTOP_POLICY_MODE", value_enum, default_value_t = Mode::Open)]
+    pub policy_mode: Mode,
+    /// How often an object refused by the policies is looked at again, in seconds
+    #[arg(long, env = "FLOWSTOP_POLICY_RECHECK_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub policy_recheck_seconds: u64,
     /// Log format
     #[arg(long, env = "FLOWSTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -127,7 +136,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("flowstop-{:08x}", rand::random::<u32>()));
     let metrics = Arc::new(Metrics::default());
-    let ctx = context(&args, client.clone(), metrics.clone(), &identity)?;
+    let (ctx, policy_watch) = context(&args, client.clone(), metrics.clone(), &identity)?;
     let admin = admin_server(args.metrics_addr, metrics.clone()).await?;
     let lease = LeaseConfig {
         name: args.lease_name.clone(),
@@ -142,6 +151,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         lease::acquire(&client, &lease).await;
         metrics.ready.store(false, Ordering::Relaxed);
     }
+    tokio::spawn(policy_watch);
     let exit = exit_signal(client.clone(), args.leader_election.then_some(lease));
     let (controllers, stores) = controllers(&args, ctx, exit.clone());
     metrics.count_objects_in(stores.clone());
@@ -165,7 +175,7 @@ fn context(
     client: kube::Client,
     metrics: Arc<Metrics>,
     identity: &str,
-) -> anyhow::Result<Arc<Context>> {
+) -> anyhow::Result<(Arc<Context>, BoxFuture<'static, ()>)> {
     let timeout = Duration::from_secs(args.call_timeout);
     let extra_ca = match &args.extra_ca_file {
         Some(path) => {
@@ -180,7 +190,8 @@ fn context(
     )?;
     let operator_credentials =
         Provider::from_env(|k| std::env::var(k).ok(), http.clone()).map_err(|e| e.to_string());
-    Ok(Arc::new(Context {
+    let (policies, policy_watch) = reconcile::policy::Policies::watch(&client, args.policy_mode);
+    let ctx = Arc::new(Context {
         fnf: Arc::new(fnf::Client::new(http, timeout)),
         endpoints: Endpoints {
             default: args.default_endpoint.endpoint()?,
@@ -196,8 +207,10 @@ fn context(
             credentials_recheck: Duration::from_secs(args.credentials_recheck_seconds),
             credentials_retry: Duration::from_secs(args.credentials_retry_seconds),
             preview_refresh: Duration::from_secs(args.preview_refresh_seconds),
+            policy_recheck: Duration::from_secs(args.policy_recheck_seconds),
             ..Policy::default()
         },
+        policies,
         stop_limiter: RateLimiter::new(Limit {
             burst: args.stop_burst,
             per_second: args.stop_rate,
@@ -221,7 +234,8 @@ fn context(
             },
         ),
         client,
-    }))
+    });
+    Ok((ctx, policy_watch))
 }
 
 /// Serves /metrics, /healthz and /readyz; the future ends only if the server fails.
@@ -265,7 +279,8 @@ fn exit_signal(
     .shared()
 }
 
-/// Per watched namespace (or for all): a controller for ExecutionStops and one for
+/// Per watched namespace (or for all): two controllers for ExecutionStops (single ones, and
+/// those of sets: see the lanes below) and one for
 /// ExecutionStopSets, stopping gracefully on `exit`; and the ExecutionStop caches they fill.
 fn controllers(
     args: &RunArgs,
@@ -283,10 +298,33 @@ fn controllers(
     let mut set_stores = vec![];
     let mut set_runs = vec![];
     for ns in scopes {
-        let (stops, stop_store) = cached::<ExecutionStop>(scoped(&client, ns));
-        let (sets, set_store) = cached::<ExecutionStopSet>(scoped(&client, ns));
+        // Two lanes, each with its own workers: single ExecutionStops, and those created by
+        // sets. A set of thousands waiting for the quota never holds the workers a single
+        // stop needs (and the limiter lets singles book ahead of it).
+        let (singles, single_store) = cached::<ExecutionStop>(
+            scoped(&client, ns),
+            watcher::Config::default().labels(&format!("!{SET_LABEL}")),
+        );
+        let (stops, stop_store) = cached::<ExecutionStop>(
+            scoped(&client, ns),
+            watcher::Config::default().labels(SET_LABEL),
+        );
+        let (sets, set_store) =
+            cached::<ExecutionStopSet>(scoped(&client, ns), watcher::Config::default());
+        stores.push(single_store.clone());
         stores.push(stop_store.clone());
         set_stores.push(set_store.clone());
+        let exit_singles = exit.clone();
+        runs.push(
+            Controller::for_stream(singles, single_store)
+                .with_config(controller::Config::default().concurrency(args.concurrency))
+                .graceful_shutdown_on(async move {
+                    exit_singles.await;
+                })
+                .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+                .for_each(log_error)
+                .boxed(),
+        );
         // A deleted set wakes its ExecutionStops, which then see it gone and stop calling.
         let deleted = {
             let stop_store = stop_store.clone();
@@ -379,6 +417,7 @@ fn children_of(
 /// kubectl's last-applied copy are most of an object's size, and the cache holds them all.
 fn cached<K>(
     api: Api<K>,
+    config: watcher::Config,
 ) -> (
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
     Store<K>,
@@ -394,7 +433,7 @@ where
 {
     let writer = reflector::store::Writer::default();
     let reader = writer.as_reader();
-    let stream = watcher(api, watcher::Config::default().any_semantic())
+    let stream = watcher(api, config.any_semantic())
         .modify(|o: &mut K| {
             let meta = o.meta_mut();
             meta.managed_fields = None;

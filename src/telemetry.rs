@@ -53,6 +53,11 @@ pub struct ActionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
     pub phase: String,
 }
@@ -67,6 +72,7 @@ pub struct Metrics {
     limiter_wait_micros: Counter,
     pub ready: AtomicBool,
     status_writes: Counter,
+    denials: Family<KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -83,6 +89,12 @@ impl Default for Metrics {
         let objects = Arc::new(ObjectsByPhase::default());
         let limiter_wait_micros = Counter::default();
         let status_writes = Counter::default();
+        let denials = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "policy_denials",
+            "Objects refused by the ExecutionStopPolicies (each refusal once), by kind",
+            denials.clone(),
+        );
         registry.register(
             "status_writes",
             "Status patches sent to the API server",
@@ -120,6 +132,7 @@ impl Default for Metrics {
             limiter_wait_micros,
             ready: AtomicBool::new(false),
             status_writes,
+            denials,
         }
     }
 }
@@ -153,6 +166,13 @@ impl Metrics {
 
     pub fn waited(&self, d: std::time::Duration) {
         self.limiter_wait_micros.inc_by(d.as_micros() as u64);
+    }
+
+    /// An object was refused by the policies (kind: ExecutionStop or ExecutionStopSet).
+    pub fn denied(&self, kind: &str) {
+        self.denials
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     pub fn status_written(&self) {

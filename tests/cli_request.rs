@@ -168,7 +168,7 @@ fn describe_is_a_signed_get_with_the_wait() {
 }
 
 #[test]
-fn api_errors_go_to_stderr_with_an_exit_code_by_retryability() {
+fn api_errors_go_to_stderr_with_the_documented_exit_codes() {
     let cases = [
         (
             "429 Too Many Requests",
@@ -179,13 +179,13 @@ fn api_errors_go_to_stderr_with_an_exit_code_by_retryability() {
         (
             "404 Not Found",
             r#"{"Code":"FlowNotExists","Message":"Flow  f does not exist.","RequestId":"r404"}"#,
-            1,
+            4,
             "FlowNotExists",
         ),
         (
             "400 Bad Request",
             r#"{"Code":"ExecutionAlreadyCompleted","Message":"done","RequestId":"r400"}"#,
-            1,
+            3,
             "ExecutionAlreadyCompleted",
         ),
     ];

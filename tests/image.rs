@@ -119,9 +119,10 @@ fn image_archive_is_a_runnable_non_root_oci_image() {
     assert_eq!(
         String::from_utf8(crd.stdout).unwrap(),
         format!(
-            "{}---\n{}",
+            "{}---\n{}---\n{}",
             include_str!("../crds/executionstop.yaml"),
-            include_str!("../crds/executionstopset.yaml")
+            include_str!("../crds/executionstopset.yaml"),
+            include_str!("../crds/executionstoppolicy.yaml")
         )
     );
 }

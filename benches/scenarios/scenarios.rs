@@ -147,11 +147,11 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
             .map(|(i, name)| estop(name, &format!("burst-{i}")))
             .collect();
         let (cpu0, _, _) = op.usage();
-        let (etcd_pid, api_pid) = env.plane.pids();
+        let [etcd_pid, api_pid, _] = env.plane.pids();
         let emu_pid = emu._child.id().unwrap_or(0);
         let others0 = [
-            testkit::operator::cpu_seconds(api_pid.unwrap_or(0)),
-            testkit::operator::cpu_seconds(etcd_pid.unwrap_or(0)),
+            testkit::operator::cpu_seconds(api_pid),
+            testkit::operator::cpu_seconds(etcd_pid),
             testkit::operator::cpu_seconds(emu_pid),
         ];
         let before = env.apiserver_requests().await?;
@@ -161,8 +161,8 @@ pub async fn burst(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Burst>
         let after = env.apiserver_requests().await?;
         let (cpu1, peak, _) = op.usage();
         let others1 = [
-            testkit::operator::cpu_seconds(api_pid.unwrap_or(0)),
-            testkit::operator::cpu_seconds(etcd_pid.unwrap_or(0)),
+            testkit::operator::cpu_seconds(api_pid),
+            testkit::operator::cpu_seconds(etcd_pid),
             testkit::operator::cpu_seconds(emu_pid),
         ];
         others.push([

@@ -148,7 +148,8 @@ impl SelectorStatus {
 pub enum SetPhase {
     /// dryRun: the matching executions are counted, none is stopped.
     Previewing,
-    /// Live: taking the snapshot and creating one ExecutionStop per execution in it.
+    /// Listing the matching executions: once live, taking the snapshot and creating one
+    /// ExecutionStop per execution in it.
     Listing,
     /// Every ExecutionStop exists; some are not final yet.
     Stopping,
@@ -229,4 +230,12 @@ pub struct ExecutionStopSetStatus {
     pub list_attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_time: Option<Time>,
+    /// resourceVersion of the credentials Secret (or `operator`) when ListExecutions was
+    /// last refused with 403, so a changed Secret is tried again at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_credentials_version: Option<String>,
+    /// No ExecutionStopPolicy allowed the set (reason Forbidden): nothing was listed. The
+    /// policies are looked at again every --policy-recheck-seconds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub denied_by_policy: bool,
 }

@@ -2,6 +2,7 @@
 //! and the new status. Pure: no I/O, no clock, no randomness (the jitter is an input).
 
 pub mod endpoint;
+pub mod policy;
 pub mod set;
 mod status;
 #[cfg(test)]
@@ -34,6 +35,8 @@ pub struct Policy {
     pub throttle_retry: Duration,
     /// How often a dry-run ExecutionStopSet lists its matches again.
     pub preview_refresh: Duration,
+    /// How often an object refused by the ExecutionStopPolicies is looked at again.
+    pub policy_recheck: Duration,
 }
 
 impl Default for Policy {
@@ -48,6 +51,7 @@ impl Default for Policy {
             confirm_window: Duration::from_secs(300),
             throttle_retry: Duration::from_millis(50),
             preview_refresh: Duration::from_secs(300),
+            policy_recheck: Duration::from_secs(30),
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct Input<'a> {
     /// Uniform in [0, 1): the random part of the backoff.
     pub jitter: f64,
     pub policy: &'a Policy,
+    /// Whether the ExecutionStopPolicies allow this stop now.
+    pub verdict: &'a policy::Verdict,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -150,7 +156,8 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::Nothing
             if i.abandoned
                 && (!s.phase.is_some_and(Phase::is_final)
-                    || s.rejected_credentials_version.is_some()) =>
+                    || s.rejected_credentials_version.is_some()
+                    || s.denied_by_policy) =>
         {
             refused(
                 i,
@@ -362,6 +369,15 @@ fn max_attempts(i: &Input<'_>) -> u32 {
 
 fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
     match s.phase {
+        // Refused by policy: carried out once some policy allows it.
+        Some(Phase::Failed) if s.denied_by_policy => match i.verdict {
+            policy::Verdict::Allowed => {
+                s.denied_by_policy = false;
+                s.last_error = None;
+                attempt_or_give_up(i, s)
+            }
+            policy::Verdict::Denied(_) => (Action::Wait(i.policy.policy_recheck), None),
+        },
         Some(Phase::Failed) if s.rejected_credentials_version.is_some() => {
             let changed = match i.credentials {
                 // Whether the Secret changed is only known by reading it.
@@ -415,6 +431,31 @@ fn attempt_or_give_up(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Op
     stop_attempt(i, s, false)
 }
 
+/// Failed with Forbidden: no call, looked at again every `policy_recheck`.
+fn forbid(i: &Input<'_>, s: &mut ExecutionStopStatus, why: &str) -> (Action, Option<Reason>) {
+    s.last_error = Some(LastError {
+        code: Reason::Forbidden.as_str().into(),
+        message: truncate(why, 1024),
+        http_status: None,
+        request_id: None,
+        retryable: false,
+    });
+    s.next_attempt_time = None;
+    s.denied_by_policy = true;
+    set_phase(
+        s,
+        Phase::Failed,
+        Reason::Forbidden,
+        why,
+        i.generation,
+        i.now,
+    );
+    (
+        Action::Wait(i.policy.policy_recheck),
+        Some(Reason::Forbidden),
+    )
+}
+
 /// Failed with RetriesExhausted; an attempt still pending stays known as unconfirmed.
 fn give_up(i: &Input<'_>, s: &mut ExecutionStopStatus, msg: &str) -> (Action, Option<Reason>) {
     s.next_attempt_time = None;
@@ -438,6 +479,10 @@ fn stop_attempt(
     s: &mut ExecutionStopStatus,
     extra: bool,
 ) -> (Action, Option<Reason>) {
+    // Every StopExecution is checked against the policies as they are now.
+    if let policy::Verdict::Denied(why) = i.verdict {
+        return forbid(i, s, why);
+    }
     // A retry after changed credentials does not count against maxAttempts.
     if !extra {
         s.attempts += 1;

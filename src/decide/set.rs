@@ -1,6 +1,7 @@
 //! ExecutionStopSet decisions: from (spec, status, its children, what the last listing
 //! returned, now) to the next action and the new status. Pure, like `decide`.
 
+use super::policy::Verdict;
 use super::status::{last_error, second, second_ceil, set_conditions, truncate};
 use super::{Credentials, Policy, Reason, backoff, plus, until};
 use crate::crd::LastError;
@@ -48,6 +49,8 @@ pub struct Input<'a> {
     pub now: Timestamp,
     pub jitter: f64,
     pub policy: &'a Policy,
+    /// Whether the ExecutionStopPolicies allow this set now.
+    pub verdict: &'a Verdict,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +103,10 @@ pub fn decide(i: &Input<'_>) -> Decision {
     };
     let action = match i.outcome {
         Outcome::Nothing => next_step(i, &mut s),
+        // A rejected set whose Secret is gone stays as it is: there is nothing new to try.
+        Outcome::NoCredentials(_) if s.rejected_credentials_version.is_some() => {
+            Action::Wait(i.policy.credentials_recheck)
+        }
         Outcome::NoCredentials(m) => {
             let code = Reason::CredentialsNotFound;
             error(&mut s, code, m, true);
@@ -149,6 +156,26 @@ fn window_end(i: &Input<'_>, snapshot: Option<Timestamp>) -> Option<Timestamp> {
 }
 
 fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
+    if s.denied_by_policy {
+        return match i.verdict {
+            Verdict::Allowed => resume(i, s, "an ExecutionStopPolicy allows it now"),
+            Verdict::Denied(_) => Action::Wait(i.policy.policy_recheck),
+        };
+    }
+    if s.rejected_credentials_version.is_some() {
+        return recheck(i, s);
+    }
+    // Nothing is listed unless the policies allow it; once every ExecutionStop exists,
+    // each of them is checked on its own.
+    if let Verdict::Denied(why) = i.verdict {
+        if !s.snapshot_complete && !gave_up(s) {
+            error(s, Reason::Forbidden, why, false);
+            s.denied_by_policy = true;
+            s.next_attempt_time = None;
+            set(i, s, SetPhase::Failed, Reason::Forbidden, why);
+            return Action::Wait(i.policy.policy_recheck);
+        }
+    }
     if let Some(next) = &s.next_attempt_time {
         if next.0 > i.now {
             return Action::Wait(until(i.now, next.0));
@@ -203,6 +230,44 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
             }
         }
     }
+}
+
+/// A set whose listing was refused with 403 lists again when its Secret changed, or once
+/// `credentials_retry` has passed (the key may have been granted the action meanwhile).
+fn recheck(i: &Input<'_>, s: &mut Draft) -> Action {
+    let changed = match i.credentials {
+        // Whether the Secret changed is only known by reading it.
+        Credentials::Unread if i.spec.credentials_secret_ref.is_some() => {
+            return Action::ReadCredentials;
+        }
+        Credentials::Secret(v) => s.rejected_credentials_version.as_deref() != Some(v),
+        Credentials::Unread | Credentials::Operator => false,
+    };
+    let retry_at = s.next_attempt_time.as_ref().map_or(i.now, |t| t.0);
+    if !changed && i.now < retry_at {
+        return Action::Wait(until(i.now, retry_at).min(i.policy.credentials_recheck));
+    }
+    let why = if changed {
+        "listing again after a 403: the credentials Secret changed"
+    } else {
+        "listing again after a 403: the credentials retry time has come"
+    };
+    resume(i, s, why)
+}
+
+/// A set that failed for a reason that has gone away lists (again) now.
+fn resume(i: &Input<'_>, s: &mut Draft, why: &str) -> Action {
+    s.rejected_credentials_version = None;
+    s.denied_by_policy = false;
+    s.next_attempt_time = None;
+    s.last_error = None;
+    // Neither Failed nor Previewing: the next step is a listing.
+    s.phase = None;
+    let action = next_step(i, s);
+    if s.phase.is_none() {
+        set(i, s, SetPhase::Listing, Reason::Listing, why);
+    }
+    action
 }
 
 /// Failed for good: nothing more is tried. (A missing Secret is looked for again.)
@@ -290,7 +355,22 @@ fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
     }
     let why = match e.kind() {
         ErrorKind::NotFound => Reason::NotFound,
-        ErrorKind::Auth => Reason::CredentialsRejected,
+        ErrorKind::Auth => {
+            // As an ExecutionStop: tried again when the Secret changes, or after a while.
+            s.rejected_credentials_version = Some(match i.credentials {
+                Credentials::Secret(v) => v.to_string(),
+                Credentials::Unread | Credentials::Operator => "operator".to_string(),
+            });
+            s.next_attempt_time = Some(second_ceil(plus(i.now, i.policy.credentials_retry)));
+            set(
+                i,
+                s,
+                SetPhase::Failed,
+                Reason::CredentialsRejected,
+                &e.to_string(),
+            );
+            return Action::Wait(i.policy.credentials_recheck);
+        }
         _ => Reason::InvalidRequest,
     };
     set(i, s, SetPhase::Failed, why, &e.to_string());
@@ -344,6 +424,8 @@ fn by_children(i: &Input<'_>, s: &mut Draft) -> Action {
 
 fn refuse(i: &Input<'_>, s: &mut Draft, why: Reason, m: &str) -> Action {
     error(s, why, m, false);
+    s.rejected_credentials_version = None;
+    s.next_attempt_time = None;
     set(i, s, SetPhase::Failed, why, m);
     Action::Done
 }

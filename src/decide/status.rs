@@ -34,6 +34,8 @@ pub enum Reason {
     Completed,
     /// ExecutionStopSet: every ExecutionStop is final and some failed.
     ChildrenFailed,
+    /// No ExecutionStopPolicy allows the object: no call is made.
+    Forbidden,
 }
 
 impl Reason {
@@ -58,6 +60,7 @@ impl Reason {
             Self::NoMatches => "NoMatches",
             Self::Completed => "Completed",
             Self::ChildrenFailed => "ChildrenFailed",
+            Self::Forbidden => "Forbidden",
         }
     }
 }

@@ -58,6 +58,7 @@ fn run_with(
         now: t(now),
         jitter: 0.5,
         policy: &policy,
+        verdict: &policy::Verdict::Allowed,
     })
 }
 
@@ -436,6 +437,7 @@ fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
         now: t("00:00") + SignedDuration::from_hours(1),
         jitter: 0.5,
         policy: &Policy::default(),
+        verdict: &policy::Verdict::Allowed,
     });
     assert!(matches!(late.action, Action::Stop { .. }));
 }
@@ -659,6 +661,7 @@ fn run_unread(s: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision 
         now: t(now),
         jitter: 0.5,
         policy: &Policy::default(),
+        verdict: &policy::Verdict::Allowed,
     })
 }
 
@@ -911,6 +914,7 @@ fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
             now: t("00:10"),
             jitter: 0.5,
             policy: &policy,
+            verdict: &policy::Verdict::Allowed,
         })
     };
     // Not yet called, and waiting to retry: both end, with no call.
@@ -936,4 +940,76 @@ fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
     };
     let d = decide_abandoned(&done);
     assert_eq!((d.action, d.status), (Action::Done, done));
+}
+
+fn run_verdict(s: &ExecutionStopStatus, outcome: Outcome, verdict: policy::Verdict) -> Decision {
+    decide(&Input {
+        spec: &spec(),
+        status: s,
+        generation: 1,
+        uid: "uid",
+        abandoned: false,
+        created: t("00:00"),
+        credentials: Credentials::Operator,
+        outcome: &outcome,
+        now: t("00:00"),
+        jitter: 0.5,
+        policy: &Policy::default(),
+        verdict: &verdict,
+    })
+}
+
+#[test]
+fn a_stop_the_policies_refuse_makes_no_call_until_one_allows_it() {
+    let denied = || policy::Verdict::Denied("no ExecutionStopPolicy selects namespace ns".into());
+    let d = run_verdict(&ExecutionStopStatus::default(), Outcome::Nothing, denied());
+    assert_eq!(d.action, Action::Wait(Policy::default().policy_recheck));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.attempts, 0, "no attempt recorded");
+    assert!(d.status.denied_by_policy);
+    assert_eq!(ready(&d.status), ("False", "Forbidden"));
+    let e = d.status.last_error.clone().unwrap();
+    assert_eq!(
+        (e.code.as_str(), e.http_status, e.retryable),
+        ("Forbidden", None, false)
+    );
+    assert!(e.message.contains("namespace ns"), "{e:?}");
+    assert!(
+        d.event
+            .as_ref()
+            .is_some_and(|e| e.warning && e.reason == Reason::Forbidden)
+    );
+    let still = run_verdict(&d.status, Outcome::Nothing, denied());
+    assert_eq!(still.status, d.status, "unchanged while refused");
+    assert!(matches!(still.action, Action::Wait(_)));
+    let allowed = run_verdict(&d.status, Outcome::Nothing, policy::Verdict::Allowed);
+    assert!(matches!(allowed.action, Action::Stop { .. }), "{allowed:?}");
+    assert!(!allowed.status.denied_by_policy);
+    assert_eq!(allowed.status.attempts, 1);
+}
+
+#[test]
+fn a_retry_after_the_policies_changed_is_refused_and_a_pending_attempt_still_confirmed() {
+    let denied = || policy::Verdict::Denied("x".into());
+    // A retryable failure, then the policy went away: no further StopExecution.
+    let first = run(&ExecutionStopStatus::default(), Outcome::Nothing, "00:00");
+    let failed = run(
+        &first.status,
+        Outcome::Stop(Err(api(500, "InternalServerError"))),
+        "00:00",
+    );
+    let mut due = failed.status.clone();
+    due.next_attempt_time = None;
+    let d = run_verdict(&due, Outcome::Nothing, denied());
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.attempts, 1);
+    // An attempt whose outcome is unknown is still confirmed: that is no new stop.
+    let d = run_verdict(&first.status, Outcome::Nothing, denied());
+    assert!(matches!(d.action, Action::Describe { .. }), "{d:?}");
+    // A final object stays final.
+    let stopped = run(&first.status, Outcome::Stop(Ok(exec("Stopped"))), "00:00");
+    assert_eq!(
+        run_verdict(&stopped.status, Outcome::Nothing, denied()).action,
+        Action::Done
+    );
 }

@@ -2,13 +2,16 @@
 //! call it asks for, write status by server-side apply when it changed, and requeue.
 
 mod credentials;
+pub mod policy;
 pub mod set;
 
 pub use credentials::SecretCache;
 
+use crate::crd::set::SET_LABEL;
 use crate::crd::{ExecutionStop, ExecutionStopSet, ExecutionStopStatus};
+use crate::decide::policy::Verdict;
 use crate::decide::{self, Action, Decision, Input, Outcome, Policy};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{Lane, RateLimiter};
 use crate::telemetry::Metrics;
 use credentials::NoAccount;
 use fnf::{Account, ErrorKind, Execution, FnfApi, FnfError, Provider, StopRequest};
@@ -45,6 +48,16 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub secrets: SecretCache,
+    /// The ExecutionStopPolicies and namespace labels, for the tenancy verdict.
+    pub policies: policy::Policies,
+}
+
+impl Context {
+    /// Whether the policies allow an object of `ns` to stop executions of `flow`, now.
+    pub fn verdict(&self, ns: &str, target: &dyn crate::crd::Target, flow: &str) -> Verdict {
+        self.policies
+            .verdict(ns, target, flow, self.endpoints.default.as_ref())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +101,8 @@ struct Pass<'a> {
     events: Vec<decide::Event>,
     /// The ExecutionStopSet that created this object is gone.
     abandoned: bool,
+    /// What the ExecutionStopPolicies say of this object, as of the last look.
+    verdict: Verdict,
 }
 
 /// Whether the ExecutionStopSet that owns this object is gone (or going). The cache answers
@@ -143,13 +158,26 @@ impl Pass<'_> {
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
             policy: &self.ctx.policy,
+            verdict: &self.verdict,
         })
+    }
+
+    fn look_at_policies(&mut self) {
+        let ns = self.obj.namespace().unwrap_or_default();
+        let spec = &self.obj.spec;
+        self.verdict = self.ctx.verdict(&ns, spec, &spec.flow_name);
     }
 
     /// Takes a decision's status as the current one, and keeps its event.
     fn adopt(&mut self, d: &Decision) {
         self.status = d.status.clone();
         self.events.extend(d.event.clone());
+        if d.event
+            .as_ref()
+            .is_some_and(|e| e.reason == decide::Reason::Forbidden)
+        {
+            self.ctx.metrics.denied("ExecutionStop");
+        }
         if d.retry {
             self.ctx.metrics.retry();
         }
@@ -235,6 +263,16 @@ impl Pass<'_> {
         )
     }
 
+    /// The ExecutionStops of a set wait behind single ones for the quota (and are
+    /// reconciled by workers of their own: see `run::controllers`).
+    fn lane(&self) -> Lane {
+        if self.obj.labels().contains_key(SET_LABEL) {
+            Lane::Bulk
+        } else {
+            Lane::Interactive
+        }
+    }
+
     fn account(&self) -> &Account {
         // `decide` asks for calls only once the credentials have been read.
         &self
@@ -271,7 +309,7 @@ impl Pass<'_> {
         let key = limiter_key(account, "describe");
         self.ctx
             .metrics
-            .waited(self.ctx.describe_limiter.acquire(&key).await);
+            .waited(self.ctx.describe_limiter.acquire(&key, self.lane()).await);
         let started = Instant::now();
         let spec = &self.obj.spec;
         let result = self
@@ -334,6 +372,7 @@ pub async fn reconcile(
         }
     }
     let gone = abandoned(&ctx, &obj).await?;
+    ctx.policies.synced().await;
     let mut pass = Pass {
         ctx: &ctx,
         abandoned: gone,
@@ -344,7 +383,9 @@ pub async fn reconcile(
         obj,
         account: None,
         events: vec![],
+        verdict: Verdict::Allowed,
     };
+    pass.look_at_policies();
     let mut observed = Outcome::Nothing;
     let mut calls = 0;
     loop {
@@ -357,9 +398,12 @@ pub async fn reconcile(
                     .await;
             }
             let key = limiter_key(pass.account(), "stop");
-            ctx.metrics.waited(ctx.stop_limiter.acquire(&key).await);
-            // The set may have been deleted while this call waited for its turn.
+            ctx.metrics
+                .waited(ctx.stop_limiter.acquire(&key, pass.lane()).await);
+            // The set may have been deleted, or the policies changed, while this call
+            // waited for its turn.
             pass.abandoned = abandoned(&ctx, &pass.obj).await?;
+            pass.look_at_policies();
             // Decide again after the wait, from the same status and observation, so the
             // recorded attempt time is the real one. A Stop stays a Stop when only time
             // has passed (a table test holds `decide` to that).

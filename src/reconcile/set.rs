@@ -5,8 +5,10 @@ use super::credentials::NoAccount;
 use super::{Context, Error, MANAGER, credentials, limiter_key};
 use crate::crd::set::{ChildCounts, ExecutionStopSet, ExecutionStopSetStatus, SET_LABEL, SetPhase};
 use crate::crd::{ExecutionStop, ExecutionStopSpec, Phase};
+use crate::decide::policy::Verdict;
 use crate::decide::set::{Action, Decision, Input, Listing, Outcome};
 use crate::decide::{self, Reason};
+use crate::ratelimit::Lane;
 use fnf::{Account, ErrorKind, ListRequest};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
@@ -121,6 +123,8 @@ struct Pass<'a> {
     stored: Option<ExecutionStopSetStatus>,
     resource_version: String,
     account: Option<(Account, Option<String>)>,
+    /// What the ExecutionStopPolicies say of this set, as of the start of the pass.
+    verdict: Verdict,
 }
 
 impl Pass<'_> {
@@ -142,6 +146,7 @@ impl Pass<'_> {
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
             policy: &self.ctx.base.policy,
+            verdict: &self.verdict,
         })
     }
 
@@ -232,7 +237,8 @@ impl Pass<'_> {
         };
         let mut names = BTreeSet::new();
         loop {
-            ctx.metrics.waited(ctx.list_limiter.acquire(&key).await);
+            ctx.metrics
+                .waited(ctx.list_limiter.acquire(&key, Lane::Interactive).await);
             let started = Instant::now();
             let page = ctx.fnf.list(account, &req).await;
             let outcome = match &page {
@@ -319,6 +325,8 @@ pub async fn reconcile(
         return Ok(controller::Action::await_change());
     }
     let ns = obj.namespace().unwrap_or_default();
+    ctx.base.policies.synced().await;
+    let verdict = ctx.base.verdict(&ns, &obj.spec, &obj.spec.flow_name);
     let mut pass = Pass {
         ctx: &ctx,
         api: Api::namespaced(ctx.base.client.clone(), &ns),
@@ -327,12 +335,16 @@ pub async fn reconcile(
         stored: obj.status.clone(),
         resource_version: obj.resource_version().unwrap_or_default(),
         account: None,
+        verdict,
     };
     let mut observed = Outcome::Nothing;
     let mut events = vec![];
     let then = loop {
         let d = pass.decide(&observed);
         pass.status = d.status;
+        if d.event.as_ref().is_some_and(|e| e.1 == Reason::Forbidden) {
+            ctx.base.metrics.denied("ExecutionStopSet");
+        }
         events.extend(d.event);
         observed = match d.action {
             Action::Done => break controller::Action::await_change(),

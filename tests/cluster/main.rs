@@ -7,3 +7,4 @@ mod operator;
 mod reliability;
 mod sets;
 mod status_truth;
+mod tenancy;

@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 use testkit::cloud::Cloud;
-use testkit::operator::{Operator, installed, setup, wait_event};
+use testkit::cloud::{AK, SK};
+use testkit::fixtures::secret;
+use testkit::operator::{Operator, eventually, installed, setup, wait_event};
 
 fn set_yaml(ns: &str, name: &str, spec: &str) -> String {
     format!(
@@ -489,5 +491,101 @@ async fn a_kill_while_listing_resumes_the_same_snapshot() {
         )
     };
     assert!(once && late_running);
+    op.stop().await;
+}
+
+/// A set whose ListExecutions is refused (403) lists again once its Secret is corrected, as
+/// an ExecutionStop does, and not while the Secret stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_set_lists_again_once_its_secret_is_corrected() {
+    let c = installed();
+    let (ns, cloud, op) = setup("set-403", |_| {}, &["--credentials-recheck-seconds", "1"]).await;
+    start_all(&cloud, (1..=3).map(|n| format!("r-{n}"))).await;
+    c.apply(&secret(&ns, "creds", AK, "not-the-secret"));
+    c.apply(&set_yaml(&ns, "s", "  maxCount: 5\n  dryRun: true\n"));
+    let s = wait_set(&ns, "s", "jsonpath={.status.phase}=Failed");
+    assert_eq!(s["lastError"]["code"], "SignatureNotMatch", "{s:#}");
+    assert_eq!(s["lastError"]["httpStatus"], 403, "{s:#}");
+    assert_eq!(s["conditions"][0]["reason"], "CredentialsRejected", "{s:#}");
+    // The unchanged Secret is read every second; a few rechecks later, still one call.
+    let reconciles = op.metric("flowstop_reconciles_total").await;
+    eventually("three more rechecks", || async {
+        op.metric("flowstop_reconciles_total").await >= reconciles + 3.0
+    })
+    .await;
+    assert_eq!(
+        cloud.calls("ListExecutions"),
+        1,
+        "no listing with the same Secret"
+    );
+    c.apply(&secret(&ns, "creds", AK, SK));
+    let s = wait_set(&ns, "s", "jsonpath={.status.phase}=Previewing");
+    assert_eq!(s["matched"], 3, "{s:#}");
+    assert_eq!(s.get("lastError"), None, "{s:#}");
+    assert_eq!(cloud.count("ListExecutions", "SignatureNotMatch"), 1);
+    assert_eq!(cloud.calls("StopExecution"), 0, "a preview stops nothing");
+    op.stop().await;
+}
+
+/// A single ExecutionStop applied while a large set waits for the quota is stopped within
+/// about a second, not after the set: the set's ExecutionStops are reconciled by workers
+/// of their own and book the quota at most a second ahead. (Before, it waited behind
+/// every one of them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_stop_overtakes_a_set_waiting_for_the_quota() {
+    let c = installed();
+    // The documented StopExecution bucket (10, 2/s), refilled 10× faster: 300 stops take 15 s.
+    let quota = |cfg: &mut fnf_emulator::Config| {
+        cfg.no_quota = false;
+        cfg.quota_speedup = 10.0;
+    };
+    let sped_up = [
+        "--stop-rate",
+        "20",
+        "--stop-burst",
+        "10",
+        "--list-rate",
+        "20",
+        "--list-burst",
+        "10",
+    ];
+    let (ns, cloud, op) = setup("set-lanes", quota, &sped_up).await;
+    start_all(&cloud, (0..300).map(|n| format!("b-{n:03}"))).await;
+    cloud.start("f", "urgent", None).await;
+    c.apply(&set_yaml(
+        &ns,
+        "big",
+        "  maxCount: 300\n  selector: {executionNamePrefix: b-}\n",
+    ));
+    // Every child exists and the set's stops are under way: all of them are queued now.
+    wait_set(&ns, "big", "jsonpath={.status.snapshotComplete}=true");
+    eventually("20 of the set's stops", || async {
+        cloud.count("StopExecution", "OK") >= 20
+    })
+    .await;
+    c.apply(
+        &testkit::fixtures::ExecutionStop::new(&ns, "urgent", "f", "urgent")
+            .secret("creds")
+            .yaml(),
+    );
+    testkit::operator::wait_for(c, &ns, "urgent", "condition=Ready");
+    let before = cloud.count("StopExecution", "OK") - 1;
+    assert_eq!(
+        testkit::operator::status(c, &ns, "urgent")["phase"],
+        "Stopped"
+    );
+    assert!(
+        before < 150,
+        "the single stop waited for {before} of the set's 300 stops"
+    );
+    let s = wait_set(&ns, "big", "condition=Ready");
+    assert_eq!(s["children"]["stopped"], 300, "{s:#}");
+    assert_eq!(cloud.count("StopExecution", "OK"), 301);
+    let throttled = cloud.count("StopExecution", "ResourceThrottled");
+    assert!(
+        throttled <= 6,
+        "StopExecution calls throttled: {throttled} of {}",
+        cloud.calls("StopExecution")
+    );
     op.stop().await;
 }

@@ -2,11 +2,10 @@
 //! a corrected Secret being tried again, and phase counts that forget deleted objects.
 //! Each test here failed on the operator before the shell kept one current status.
 
-use std::time::Duration;
 use testkit::cloud::Cloud;
 use testkit::cloud::{AK, SK};
 use testkit::fixtures::{ExecutionStop, secret};
-use testkit::operator::{Operator, installed, setup, status, wait_for};
+use testkit::operator::{Operator, eventually, installed, setup, status, wait_for};
 
 fn uid(ns: &str, name: &str) -> String {
     installed().must(
@@ -21,19 +20,6 @@ fn uid(ns: &str, name: &str) -> String {
         ],
         None,
     )
-}
-
-/// Waits (bounded) until `probe` holds, polling an observable state.
-async fn eventually<F, Fut>(what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !probe().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

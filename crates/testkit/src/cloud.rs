@@ -79,6 +79,12 @@ impl Cloud {
             .unwrap()
     }
 
+    /// Scripts faults from now on, e.g. `StopExecution=500,500,429` (as `--fault` does).
+    pub fn fault(&self, rule: &str) {
+        let (action, rule) = fnf_emulator::parse_rule(rule).expect("a fault rule");
+        self.emu.emulator.lock().faults.rules.insert(action, rule);
+    }
+
     /// Calls of `action` with this outcome (`OK` or an error code).
     pub fn count(&self, action: &str, outcome: &str) -> u64 {
         self.emu.emulator.count(action, outcome)

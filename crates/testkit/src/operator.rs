@@ -23,6 +23,7 @@ pub fn install(c: &Cluster) {
             "--for=condition=Established",
             "crd/executionstops.flowstop.dev",
             "crd/executionstopsets.flowstop.dev",
+            "crd/executionstoppolicies.flowstop.dev",
             "--timeout=60s",
         ],
         None,
@@ -263,6 +264,19 @@ pub fn status(c: &Cluster, ns: &str, name: &str) -> serde_json::Value {
         None,
     );
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["status"].clone()
+}
+
+/// Waits (bounded: 60 s) until `probe` holds, polling an observable state.
+pub async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !probe().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Events are published off the critical path: wait (bounded) for one to appear.

@@ -43,6 +43,7 @@ struct Case {
     existing: BTreeSet<String>,
     credentials: Credentials<'static>,
     now: &'static str,
+    verdict: Verdict,
 }
 
 impl Case {
@@ -55,6 +56,7 @@ impl Case {
             existing: BTreeSet::new(),
             credentials: Credentials::Operator,
             now: "00:00",
+            verdict: Verdict::Allowed,
         }
     }
 
@@ -70,6 +72,7 @@ impl Case {
             now: t(self.now),
             jitter: 0.5,
             policy: &Policy::default(),
+            verdict: &self.verdict,
         })
     }
 }
@@ -402,4 +405,168 @@ fn a_missing_secret_is_looked_for_again_and_a_set_that_gave_up_stays_put() {
     c.status = d.status;
     c.outcome = Outcome::Nothing;
     assert_eq!(c.run().action, Action::Done, "gave up: no more listing");
+}
+
+#[test]
+fn a_rejected_listing_is_tried_again_when_the_secret_changes_and_not_before() {
+    let forbidden = || {
+        Outcome::Listed(Err(FnfError::Api {
+            status: 403,
+            code: "SignatureNotMatch".into(),
+            message: "signature mismatch".into(),
+            request_id: Some("r".into()),
+        }))
+    };
+    let mut with_secret = spec(true, 5);
+    with_secret.credentials_secret_ref = Some(crate::crd::SecretRef {
+        name: "creds".into(),
+    });
+    let mut c = Case::new(with_secret, forbidden());
+    c.credentials = Credentials::Secret("v1");
+    let d = c.run();
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(ready(&d.status).1, "CredentialsRejected");
+    assert_eq!(d.status.rejected_credentials_version.as_deref(), Some("v1"));
+    assert_eq!(
+        d.action,
+        Action::Wait(Policy::default().credentials_recheck)
+    );
+    let l = d.status.last_error.clone().unwrap();
+    assert_eq!(
+        (l.code.as_str(), l.http_status),
+        ("SignatureNotMatch", Some(403))
+    );
+
+    c.status = d.status;
+    c.outcome = Outcome::Nothing;
+    c.credentials = Credentials::Unread;
+    assert_eq!(
+        c.run().action,
+        Action::ReadCredentials,
+        "read the Secret to compare"
+    );
+    c.credentials = Credentials::Secret("v1");
+    c.now = "01:00";
+    let same = c.run();
+    assert!(
+        matches!(same.action, Action::Wait(_)),
+        "unchanged: no listing"
+    );
+    assert_eq!(same.status, c.status);
+    c.outcome = Outcome::NoCredentials("Secret creds not found".into());
+    assert_eq!(c.run().status, c.status, "a deleted Secret changes nothing");
+
+    c.outcome = Outcome::Nothing;
+    c.credentials = Credentials::Secret("v2");
+    let changed = c.run();
+    assert!(matches!(changed.action, Action::List { .. }), "{changed:?}");
+    assert_eq!(changed.status.rejected_credentials_version, None);
+    assert_eq!(changed.status.phase, Some(SetPhase::Listing));
+    assert_eq!(ready(&changed.status).1, "Listing");
+}
+
+#[test]
+fn a_rejected_live_set_lists_its_snapshot_again_after_the_retry_time() {
+    let mut c = Case::new(
+        spec(false, 5),
+        Outcome::Listed(Err(FnfError::Api {
+            status: 403,
+            code: "InvalidAccessKeyID".into(),
+            message: "no such key".into(),
+            request_id: None,
+        })),
+    );
+    c.status = live(0);
+    c.status.snapshot_complete = false;
+    c.status.phase = Some(SetPhase::Listing);
+    let d = c.run();
+    assert_eq!(
+        d.status.rejected_credentials_version.as_deref(),
+        Some("operator")
+    );
+    c.status = d.status;
+    c.outcome = Outcome::Nothing;
+    // Policy::default(): credentials_retry is an hour, so nothing within it.
+    c.now = "59:59";
+    assert!(matches!(c.run().action, Action::Wait(_)));
+    assert_eq!(c.run().status, c.status);
+    // Once the retry time has come, the same snapshot is listed again.
+    c.status.next_attempt_time = Some(Time(t("30:00")));
+    c.now = "30:00";
+    let d = c.run();
+    assert_eq!(
+        d.action,
+        Action::List {
+            started_before: c.status.snapshot_time.as_ref().map(|t| t.0),
+            cap: 6
+        },
+        "the same snapshot"
+    );
+    assert_eq!(d.status.phase, Some(SetPhase::Listing));
+}
+
+#[test]
+fn a_set_the_policies_refuse_lists_nothing_until_they_allow_it() {
+    let mut c = Case::new(spec(false, 5), Outcome::Nothing);
+    c.verdict = Verdict::Denied("no ExecutionStopPolicy selects namespace ns".into());
+    let d = c.run();
+    assert_eq!(d.action, Action::Wait(Policy::default().policy_recheck));
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(ready(&d.status).1, "Forbidden");
+    assert!(d.status.denied_by_policy);
+    assert_eq!(
+        d.status.snapshot_time, None,
+        "not gone live: nothing listed"
+    );
+    let e = d.event.clone().unwrap();
+    assert!(e.0, "a Warning");
+    assert_eq!(e.1, Reason::Forbidden);
+    c.status = d.status;
+    assert_eq!(
+        c.run().status,
+        c.status,
+        "still refused: unchanged, no listing"
+    );
+    assert!(matches!(c.run().action, Action::Wait(_)));
+    c.verdict = Verdict::Allowed;
+    let d = c.run();
+    assert!(matches!(d.action, Action::List { .. }), "{d:?}");
+    assert!(!d.status.denied_by_policy);
+    assert!(d.status.snapshot_time.is_some(), "goes live now");
+    assert_eq!(d.status.phase, Some(SetPhase::Listing));
+    assert_eq!(d.status.last_error, None);
+}
+
+#[test]
+fn once_every_child_exists_a_policy_change_does_not_fail_the_set() {
+    let mut c = Case::new(spec(false, 5), Outcome::Nothing);
+    c.status = live(2);
+    c.children = counts(1, 0, 0, 1);
+    c.verdict = Verdict::Denied("x".into());
+    let d = c.run();
+    assert_eq!(
+        d.status.phase,
+        Some(SetPhase::Stopping),
+        "its children are checked one by one"
+    );
+    assert!(!d.status.denied_by_policy);
+}
+
+#[test]
+fn a_dry_run_the_policies_refuse_previews_nothing() {
+    let mut c = Case::new(spec(true, 5), Outcome::Nothing);
+    c.verdict = Verdict::Denied("x".into());
+    let d = c.run();
+    assert!(matches!(d.action, Action::Wait(_)));
+    assert_eq!(d.status.matched, None);
+    c.status = d.status;
+    c.verdict = Verdict::Allowed;
+    let d = c.run();
+    assert_eq!(
+        d.action,
+        Action::List {
+            started_before: None,
+            cap: 6
+        }
+    );
 }

@@ -1,5 +1,8 @@
 //! A real local Kubernetes control plane: etcd and kube-apiserver built from upstream
-//! modules (crates/testkit/control-plane), on free loopback ports, with RBAC and TokenRequest.
+//! modules (crates/testkit/control-plane), on free loopback ports, with RBAC and TokenRequest,
+//! and kube-controller-manager running only the controller that fills aggregated ClusterRoles
+//! (so `edit`, `admin` and `view` gain what the project's roles aggregate into them). No
+//! garbage collector runs: tests see what an operator must do without one.
 //! Used by the integration tests, the demo and the benchmarks.
 
 mod pki;
@@ -21,6 +24,7 @@ pub struct ControlPlane {
     bin_dir: PathBuf,
     etcd: Child,
     apiserver: Child,
+    controller_manager: Option<Child>,
     pub etcd_port: u16,
     pub api_port: u16,
     pub kubeconfig: PathBuf,
@@ -129,13 +133,35 @@ impl ControlPlane {
             bin_dir: bin_dir.to_path_buf(),
             etcd,
             apiserver,
+            controller_manager: None,
             etcd_port,
             api_port,
             kubeconfig: dir.join("kubeconfig"),
         };
         plane.wait_apiserver().await?;
         plane.write_kubeconfig()?;
+        plane.controller_manager = Some(plane.spawn_controller_manager()?);
         Ok(plane)
+    }
+
+    fn spawn_controller_manager(&self) -> anyhow::Result<Child> {
+        let kubeconfig = self.kubeconfig.display().to_string();
+        Command::new(self.bin_dir.join("kube-controller-manager"))
+            .arg(format!("--kubeconfig={kubeconfig}"))
+            .args([
+                "--controllers=clusterrole-aggregation",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=1",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(
+                self.dir.join("controller-manager.log"),
+            )?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting kube-controller-manager")
     }
 
     fn spawn_apiserver(
@@ -236,8 +262,16 @@ impl ControlPlane {
         Ok(std::fs::read(self.dir.join("pki/ca.crt"))?)
     }
 
-    pub fn pids(&self) -> (Option<u32>, Option<u32>) {
-        (self.etcd.id(), self.apiserver.id())
+    /// etcd, kube-apiserver, kube-controller-manager (0 for one not running).
+    pub fn pids(&self) -> [u32; 3] {
+        [
+            self.etcd.id().unwrap_or(0),
+            self.apiserver.id().unwrap_or(0),
+            self.controller_manager
+                .as_ref()
+                .and_then(Child::id)
+                .unwrap_or(0),
+        ]
     }
 
     /// Stops kube-apiserver and starts it again on the same port, keeping etcd.
@@ -248,8 +282,11 @@ impl ControlPlane {
         self.wait_apiserver().await
     }
 
-    /// Stops both processes (apiserver first).
+    /// Stops every process (etcd last).
     pub async fn stop(mut self) {
+        if let Some(cm) = self.controller_manager.as_mut() {
+            terminate(cm).await;
+        }
         terminate(&mut self.apiserver).await;
         terminate(&mut self.etcd).await;
     }

@@ -20,7 +20,7 @@ pub struct ServeArgs {
     pub follow_stdin: bool,
 }
 
-/// Prints `kubeconfig PATH`, `server URL`, `pids ETCD APISERVER` and `ready`, then serves
+/// Prints `kubeconfig PATH`, `server URL`, `pids ETCD APISERVER CONTROLLER_MANAGER` and `ready`, then serves
 /// until SIGINT, SIGTERM or (with --follow-stdin) the end of standard input.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let temp = match &args.dir {
@@ -59,11 +59,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn announce(plane: &ControlPlane) -> anyhow::Result<()> {
-    let (etcd, api) = plane.pids();
+    let [etcd, api, cm] = plane.pids();
     let mut out = std::io::stdout().lock();
     writeln!(out, "kubeconfig {}", plane.kubeconfig.display())?;
     writeln!(out, "server {}", plane.server())?;
-    writeln!(out, "pids {} {}", etcd.unwrap_or(0), api.unwrap_or(0))?;
+    writeln!(out, "pids {etcd} {api} {cm}")?;
     writeln!(out, "ready")?;
     out.flush()?;
     Ok(())

@@ -1,0 +1,102 @@
+//! `kubectl flowstop`: stop Serverless Workflow executions through the cluster (so RBAC,
+//! policies, audit, retries and the quota limiter apply), follow the outcome, and exit with
+//! a code a pipeline can trust.
+#![forbid(unsafe_code)]
+
+mod connect;
+mod problem;
+mod show;
+mod stop;
+mod watch;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use flowstop::exit;
+use problem::Problem;
+
+const EXIT_CODES: &str = "Exit codes:
+  0  stopped (or, with --already-finished-ok, already finished); a set: every execution final, none failed
+  1  could not get an answer: no cluster, no CRD, refused by RBAC, the object exists
+  2  usage error
+  3  already finished: nothing was stopped
+  4  the stop failed (its error code is printed); a set: some stops failed
+  5  forbidden by an ExecutionStopPolicy
+  6  timed out before the outcome was known
+  7  declined at the prompt: nothing was stopped";
+
+/// Stop Alibaba Cloud Serverless Workflow executions through the cluster.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl-flowstop",
+    bin_name = "kubectl flowstop",
+    version,
+    about,
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(flatten)]
+    kube: connect::KubeArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Stop one execution (FLOW EXECUTION), or every matching execution of FLOW (with
+    /// --max-count and a preview first)
+    Stop(stop::StopArgs),
+    /// List ExecutionStops and ExecutionStopSets
+    Get(show::GetArgs),
+    /// Show one ExecutionStop or ExecutionStopSet: phase, attempts, last error,
+    /// conditions and recent Events
+    Describe(show::DescribeArgs),
+    /// Print a completion script for bash, zsh or fish
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    let code = match run(cli).await {
+        Ok(code) => code,
+        Err(p) => {
+            eprintln!("error: {}", p.message);
+            p.code
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> Result<i32, Problem> {
+    match cli.command {
+        Command::Completion { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "kubectl-flowstop",
+                &mut std::io::stdout(),
+            );
+            Ok(exit::STOPPED)
+        }
+        Command::Stop(args) => {
+            let k = connect::connect(&cli.kube).await?;
+            stop::stop(&k, args).await
+        }
+        Command::Get(args) => {
+            let k = connect::connect(&cli.kube).await?;
+            show::get(&k, args).await
+        }
+        Command::Describe(args) => {
+            let k = connect::connect(&cli.kube).await?;
+            show::describe(&k, args).await
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! `kubectl flowstop stop`: one execution through an ExecutionStop, or every matching one
+//! through an ExecutionStopSet (preview, confirmation, then progress).
+
+use crate::connect::Kube;
+use crate::problem::Problem;
+use crate::watch::{Follow, Stopped};
+use clap::Args;
+use flowstop::crd::set::{
+    ExecutionStopSet, ExecutionStopSetSpec, Selector, SelectorStatus, SetPhase,
+};
+use flowstop::crd::{ExecutionStop, ExecutionStopSpec, ExecutionStopStatus, Phase, SecretRef};
+use flowstop::exit;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// The flow
+    pub flow: String,
+    /// The execution to stop; without it, every execution of FLOW that matches the
+    /// selector flags (and --max-count is required)
+    #[arg(conflicts_with_all = ["status", "prefix", "started_after", "started_before", "max_count", "yes", "dry_run"])]
+    pub execution: Option<String>,
+    /// Why it is stopped (recorded on the execution)
+    #[arg(long)]
+    pub cause: Option<String>,
+    /// Error code recorded on the stopped execution
+    #[arg(long)]
+    pub error: Option<String>,
+    /// Name of the object to create (default: generated from the execution or flow name)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A Secret in the namespace with the keys to use (default: the operator's)
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Region of the flow (default: the operator's)
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Follow the ExecutionStop until it is final and exit with its outcome (a set is
+    /// always followed)
+    #[arg(long)]
+    pub wait: bool,
+    /// How long to wait, e.g. 90s, 5m, 1h
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Exit 0 when the execution had already finished (the pipeline only needs it not running)
+    #[arg(long)]
+    pub already_finished_ok: bool,
+    /// Set: only executions in this status
+    #[arg(long, value_parser = ["Running", "Starting"])]
+    pub status: Option<String>,
+    /// Set: only executions whose name starts with this
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Set: only executions started at or after this time (RFC 3339)
+    #[arg(long)]
+    pub started_after: Option<jiff::Timestamp>,
+    /// Set: only executions started at or before this time (RFC 3339)
+    #[arg(long)]
+    pub started_before: Option<jiff::Timestamp>,
+    /// Set: the most executions to stop; if more match, nothing is stopped
+    #[arg(long, required_unless_present = "execution")]
+    pub max_count: Option<u32>,
+    /// Set: stop without asking (for pipelines)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Set: show what matches, stop nothing (the preview object is deleted)
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: use e.g. 90s, 5m or 1h"))?;
+    match unit {
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: use e.g. 90s, 5m or 1h")),
+    }
+}
+
+/// A DNS-label prefix from a flow or execution name, for generateName.
+fn name_prefix(s: &str) -> String {
+    let mut p: String = s
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    p = p.trim_matches('-').to_string();
+    if p.is_empty() || !p.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        p = format!("stop-{p}");
+    }
+    format!("{}-", p.trim_end_matches('-'))
+}
+
+fn meta(k: &Kube, a: &StopArgs, from: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: a.name.clone(),
+        generate_name: a.name.is_none().then(|| name_prefix(from)),
+        namespace: Some(k.namespace.clone()),
+        ..ObjectMeta::default()
+    }
+}
+
+pub async fn stop(k: &Kube, a: StopArgs) -> Result<i32, Problem> {
+    match a.execution.clone() {
+        Some(execution) => single(k, &a, execution).await,
+        None => set(k, &a).await,
+    }
+}
+
+async fn single(k: &Kube, a: &StopArgs, execution: String) -> Result<i32, Problem> {
+    let api: Api<ExecutionStop> = Api::namespaced(k.client.clone(), &k.namespace);
+    let resource = "executionstops.flowstop.dev";
+    let obj = ExecutionStop {
+        metadata: meta(k, a, &execution),
+        spec: ExecutionStopSpec {
+            flow_name: a.flow.clone(),
+            execution_name: execution.clone(),
+            cause: a.cause.clone(),
+            error: a.error.clone(),
+            region_id: a.region.clone(),
+            endpoint: None,
+            credentials_secret_ref: a.secret.clone().map(|name| SecretRef { name }),
+            max_attempts: None,
+        },
+        status: None,
+    };
+    // Watching starts before the object exists, so no change is missed.
+    let mut follow = if a.wait {
+        Some(
+            Follow::start(api.clone())
+                .await
+                .map_err(|e| watch_problem(k, resource, e))?,
+        )
+    } else {
+        None
+    };
+    let deadline = Instant::now() + a.timeout;
+    let created = api
+        .create(&PostParams::default(), &obj)
+        .await
+        .map_err(|e| Problem::api(k, "create", resource, a.name.as_deref(), e))?;
+    let name = created.name_any();
+    println!(
+        "executionstop/{name} created (flow {}, execution {execution})",
+        a.flow
+    );
+    let Some(follow) = follow.as_mut() else {
+        return Ok(exit::STOPPED);
+    };
+    let uid = created.uid().unwrap_or_default();
+    let mut last = String::new();
+    let mut current = created;
+    loop {
+        let status = current.status.clone().unwrap_or_default();
+        let line = transition(&status);
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        if let Some(code) = outcome(&name, &status, a.already_finished_ok) {
+            return Ok(code);
+        }
+        current = match follow.next(&uid, deadline).await {
+            Ok(o) => o,
+            Err(Stopped::Deadline) => {
+                return Err(Problem {
+                    code: exit::TIMEOUT,
+                    message: format!(
+                        "timed out after {} waiting for executionstop/{name} to become final; last: {}",
+                        human(a.timeout),
+                        ready_text(&status.conditions)
+                    ),
+                });
+            }
+            Err(Stopped::Deleted) => {
+                return Err(Problem::error(format!(
+                    "executionstop/{name} was deleted while waiting"
+                )));
+            }
+            Err(Stopped::Watch(e)) => return Err(watch_problem(k, resource, e)),
+        };
+    }
+}
+
+fn watch_problem(k: &Kube, resource: &str, e: String) -> Problem {
+    if e.contains("403") || e.contains("forbidden") {
+        Problem::error(format!(
+            "RBAC refused: {} may not watch {resource} in namespace {} ({e})",
+            k.user, k.namespace
+        ))
+    } else if e.contains("404") {
+        Problem::error(format!(
+            "the cluster at {} does not serve {resource}: is flowstop installed? (kubectl apply -f crds/, or install the Helm chart)",
+            k.server
+        ))
+    } else {
+        Problem::error(format!("cannot watch {resource} at {}: {e}", k.server))
+    }
+}
+
+/// One line per change of what a person cares about: phase, attempt, error, next attempt.
+fn transition(s: &ExecutionStopStatus) -> String {
+    let mut line = s.phase.map_or("Pending", Phase::as_str).to_string();
+    if s.attempts > 0 {
+        line.push_str(&format!("  attempt {}", s.attempts));
+    }
+    if let Some(e) = &s.last_error {
+        line.push_str(&format!("  {}", e.code));
+        if let Some(h) = e.http_status {
+            line.push_str(&format!(" ({h})"));
+        }
+    }
+    if let Some(t) = &s.next_attempt_time {
+        line.push_str(&format!("  next attempt at {}", t.0));
+    }
+    line
+}
+
+fn ready_text(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> String {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map_or("no status yet (is the operator running?)".into(), |c| {
+            format!("Ready={} {}: {}", c.status, c.reason, c.message)
+        })
+}
+
+/// The exit code once final, with the one-line summary.
+fn outcome(name: &str, s: &ExecutionStopStatus, already_finished_ok: bool) -> Option<i32> {
+    let phase = s.phase.filter(|p| p.is_final())?;
+    let code = match phase {
+        Phase::Stopped => exit::STOPPED,
+        Phase::AlreadyFinished if already_finished_ok => exit::STOPPED,
+        Phase::AlreadyFinished => exit::ALREADY_FINISHED,
+        Phase::Failed if s.denied_by_policy => exit::FORBIDDEN,
+        _ => exit::FAILED,
+    };
+    let mut summary = format!("executionstop/{name}: {}", phase.as_str());
+    match phase {
+        Phase::Stopped => {
+            if let Some(r) = &s.request_id {
+                summary.push_str(&format!(" by request {r}"));
+            }
+        }
+        Phase::AlreadyFinished => {
+            let how = s.execution.as_ref().and_then(|e| e.status.clone());
+            summary.push_str(&format!(
+                ": the execution had already ended ({}); nothing was stopped",
+                how.as_deref().unwrap_or("unknown")
+            ));
+        }
+        _ => {
+            if let Some(e) = &s.last_error {
+                summary.push_str(&format!(": {}: {}", e.code, e.message));
+            }
+        }
+    }
+    println!("{summary}");
+    Some(code)
+}
+
+async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
+    let api: Api<ExecutionStopSet> = Api::namespaced(k.client.clone(), &k.namespace);
+    let resource = "executionstopsets.flowstop.dev";
+    let max_count = a.max_count.expect("clap requires it without an execution");
+    let obj = ExecutionStopSet {
+        metadata: meta(k, a, &a.flow),
+        spec: ExecutionStopSetSpec {
+            flow_name: a.flow.clone(),
+            selector: Selector {
+                status: a.status.as_deref().map(|s| match s {
+                    "Starting" => SelectorStatus::Starting,
+                    _ => SelectorStatus::Running,
+                }),
+                execution_name_prefix: a.prefix.clone(),
+                started_after: a.started_after.map(Time),
+                started_before: a.started_before.map(Time),
+            },
+            max_count,
+            dry_run: true,
+            cause: a.cause.clone(),
+            error: a.error.clone(),
+            region_id: a.region.clone(),
+            endpoint: None,
+            credentials_secret_ref: a.secret.clone().map(|name| SecretRef { name }),
+            max_attempts: None,
+        },
+        status: None,
+    };
+    let mut follow = Follow::start(api.clone())
+        .await
+        .map_err(|e| watch_problem(k, resource, e))?;
+    let deadline = Instant::now() + a.timeout;
+    let created = api
+        .create(&PostParams::default(), &obj)
+        .await
+        .map_err(|e| Problem::api(k, "create", resource, a.name.as_deref(), e))?;
+    let name = created.name_any();
+    let uid = created.uid().unwrap_or_default();
+    println!(
+        "executionstopset/{name} created (flow {}, preview: nothing is stopped yet)",
+        a.flow
+    );
+    let wait = Waiting {
+        name: &name,
+        uid: &uid,
+        deadline,
+        timeout: a.timeout,
+    };
+    // The preview.
+    let mut current = created;
+    let preview = loop {
+        let s = current.status.clone().unwrap_or_default();
+        match s.phase {
+            Some(SetPhase::Previewing) if s.observed_generation == current.metadata.generation => {
+                break s;
+            }
+            Some(SetPhase::Failed) => return Ok(set_outcome(&name, &s)),
+            _ => {}
+        }
+        current = wait.next(&mut follow, current.status.as_ref()).await?;
+    };
+    let matched = preview.matched.unwrap_or(0);
+    if matched > max_count {
+        println!("more than --max-count ({max_count}) executions match; nothing is stopped");
+        let _ = api.delete(&name, &DeleteParams::default()).await;
+        return Ok(exit::FAILED);
+    }
+    println!("{matched} executions match");
+    for n in &preview.first_matches {
+        println!("  {n}");
+    }
+    if (matched as usize) > preview.first_matches.len() {
+        println!(
+            "  … and {} more",
+            matched as usize - preview.first_matches.len()
+        );
+    }
+    if a.dry_run || matched == 0 {
+        let _ = api.delete(&name, &DeleteParams::default()).await;
+        println!(
+            "{}: nothing was stopped (executionstopset/{name} deleted)",
+            if a.dry_run { "dry run" } else { "no match" }
+        );
+        return Ok(exit::STOPPED);
+    }
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+            return Err(Problem::usage(format!(
+                "not stopping {matched} executions without confirmation: pass --yes when not on a terminal (executionstopset/{name} deleted)"
+            )));
+        }
+        print!("Stop these {matched} executions? [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+            println!("declined: nothing was stopped (executionstopset/{name} deleted)");
+            return Ok(exit::ABORTED);
+        }
+    }
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"dryRun": false}})),
+    )
+    .await
+    .map_err(|e| Problem::api(k, "patch", resource, Some(&name), e))?;
+    println!("stopping {matched} executions (executionstopset/{name})");
+    let mut bar = Progress::new(std::io::stdout().is_terminal());
+    loop {
+        current = wait.next(&mut follow, current.status.as_ref()).await?;
+        let s = current.status.clone().unwrap_or_default();
+        if current.metadata.generation != s.observed_generation {
+            continue;
+        }
+        match s.phase {
+            Some(SetPhase::Completed | SetPhase::Failed) => {
+                bar.show(&s.children, true);
+                return Ok(set_outcome(&name, &s));
+            }
+            _ => bar.show(&s.children, false),
+        }
+    }
+}
+
+/// What following a set needs to say why it stopped.
+struct Waiting<'a> {
+    name: &'a str,
+    uid: &'a str,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Waiting<'_> {
+    async fn next(
+        &self,
+        follow: &mut Follow<ExecutionStopSet>,
+        status: Option<&flowstop::crd::set::ExecutionStopSetStatus>,
+    ) -> Result<ExecutionStopSet, Problem> {
+        let name = self.name;
+        follow
+            .next(self.uid, self.deadline)
+            .await
+            .map_err(|e| match e {
+                Stopped::Deadline => Problem {
+                    code: exit::TIMEOUT,
+                    message: format!(
+                        "timed out after {} waiting for executionstopset/{name}; last: {}",
+                        human(self.timeout),
+                        status.map_or_else(String::new, |s| ready_text(&s.conditions))
+                    ),
+                },
+                Stopped::Deleted => {
+                    Problem::error(format!("executionstopset/{name} was deleted while waiting"))
+                }
+                Stopped::Watch(e) => {
+                    Problem::error(format!("watching executionstopset/{name}: {e}"))
+                }
+            })
+    }
+}
+
+fn set_outcome(name: &str, s: &flowstop::crd::set::ExecutionStopSetStatus) -> i32 {
+    let c = &s.children;
+    let reason = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.reason.clone(), c.message.clone()))
+        .unwrap_or_default();
+    println!(
+        "executionstopset/{name}: {} {}: {}",
+        s.phase.map_or("?", SetPhase::as_str),
+        reason.0,
+        reason.1
+    );
+    if c.failed > 0 {
+        println!(
+            "  see the failed ones: kubectl get executionstop -l flowstop.dev/set={name} -o wide"
+        );
+    }
+    match s.phase {
+        Some(SetPhase::Completed) => exit::STOPPED,
+        _ if s.denied_by_policy => exit::FORBIDDEN,
+        _ => exit::FAILED,
+    }
+}
+
+/// A progress bar on a terminal; a plain line per change otherwise.
+struct Progress {
+    terminal: bool,
+    last: String,
+}
+
+impl Progress {
+    fn new(terminal: bool) -> Self {
+        Self {
+            terminal,
+            last: String::new(),
+        }
+    }
+
+    fn show(&mut self, c: &flowstop::crd::set::ChildCounts, done: bool) {
+        let text = format!(
+            "{}/{} final: {} stopped, {} already finished, {} failed",
+            c.finals(),
+            c.total,
+            c.stopped,
+            c.already_finished,
+            c.failed
+        );
+        if self.terminal {
+            const WIDTH: usize = 30;
+            let filled = if c.total == 0 {
+                WIDTH
+            } else {
+                (c.finals() as usize * WIDTH) / c.total as usize
+            };
+            let bar = format!("[{}{}]", "#".repeat(filled), "-".repeat(WIDTH - filled));
+            // \r and clear-to-end redraw the line; the last one ends with a newline.
+            print!("\r{bar} {text}\x1b[K");
+            if done {
+                println!();
+            }
+            let _ = std::io::stdout().flush();
+        } else if text != self.last {
+            println!("{text}");
+        }
+        self.last = text;
+    }
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 3600 == 0 && s > 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 && s > 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,426 @@
+//! `kubectl flowstop` end to end: found by kubectl's plugin discovery, against the real
+//! control plane with the operator running as its ServiceAccount and the emulator behind
+//! it. Each exit code comes from a real outcome.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use testkit::cloud::{AK, SK};
+use testkit::fixtures::secret;
+use testkit::operator::{installed, setup};
+
+fn plugin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_kubectl-flowstop"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `kubectl flowstop ARGS --kubeconfig ADMIN -n NS`, through kubectl, stdin not a terminal.
+async fn kubectl_flowstop(ns: &str, args: &[&str]) -> Output {
+    let c = installed();
+    tokio::process::Command::new(c.bin_dir.join("kubectl"))
+        .arg("flowstop")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["-n", ns])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                plugin_dir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn uid(ns: &str, name: &str) -> String {
+    installed().must(
+        &[
+            "get",
+            "estop",
+            "-n",
+            ns,
+            name,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_outcome_has_its_exit_code_and_the_output_matches_the_golden_file() {
+    let (ns, cloud, op) = setup("plugin-codes", |_| {}, &["--max-attempts", "2"]).await;
+    for e in ["e1", "e2", "e3"] {
+        cloud.start("f", e, None).await;
+    }
+    cloud.stop_out_of_band("f", "e2").await;
+
+    // Stopped: 0, and the plain output is exactly the golden file (uid normalised).
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop", "f", "e1", "--name", "golden", "--secret", "creds", "--wait",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let golden = include_str!("golden/stop-wait.txt");
+    assert_eq!(stdout.replace(&uid(&ns, "golden"), "<uid>"), golden);
+
+    // Already finished: 3, or 0 with --already-finished-ok.
+    let out = kubectl_flowstop(&ns, &["stop", "f", "e2", "--secret", "creds", "--wait"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stdout.contains("already ended (Stopped)"), "{stdout}");
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "e2",
+            "--secret",
+            "creds",
+            "--wait",
+            "--already-finished-ok",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    // Not found: 4, with the service's code.
+    let out = kubectl_flowstop(&ns, &["stop", "nope", "x", "--secret", "creds", "--wait"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(stdout.contains("FlowNotExists"), "{stdout}");
+
+    // Retries exhausted: 4 (every StopExecution answers 500; --max-attempts 2).
+    cloud.fault("StopExecution=500,500,500");
+    let out = kubectl_flowstop(&ns, &["stop", "f", "e3", "--secret", "creds", "--wait"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Retrying  attempt 1  InternalServerError (500)  next attempt at"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Failed"), "{stdout}");
+
+    // Timeout: 6, saying what it waited for and the last condition. The Secret does not
+    // exist, so the object stays Pending.
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "e3",
+            "--secret",
+            "missing",
+            "--wait",
+            "--timeout",
+            "3s",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("timed out after 3s waiting for executionstop/")
+            && stderr.contains("CredentialsNotFound"),
+        "{stderr}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_is_previewed_then_stopped_with_yes_and_refused_without_it_off_a_terminal() {
+    let (ns, cloud, op) = setup("plugin-set", |_| {}, &[]).await;
+    for n in 1..=4 {
+        cloud.start("f", &format!("nightly-{n}"), None).await;
+    }
+    cloud.start("f", "daily-1", None).await;
+    // Off a terminal and without --yes: nothing is stopped, exit 2.
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "--prefix",
+            "nightly-",
+            "--max-count",
+            "10",
+            "--secret",
+            "creds",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.contains("4 executions match"), "{stdout}");
+    assert!(stderr.contains("--yes"), "{stderr}");
+    // --dry-run: the preview only.
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "--prefix",
+            "nightly-",
+            "--max-count",
+            "10",
+            "--secret",
+            "creds",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(cloud.calls("StopExecution"), 0);
+    // --yes: stopped, progress as plain lines, exit 0.
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "--prefix",
+            "nightly-",
+            "--max-count",
+            "10",
+            "--secret",
+            "creds",
+            "--yes",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("4/4 final: 4 stopped, 0 already finished, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\r'),
+        "no terminal control off a terminal: {stdout:?}"
+    );
+    assert_eq!(cloud.count("StopExecution", "OK"), 4);
+    // More than --max-count: nothing stopped, exit 4.
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "--max-count",
+            "0",
+            "--secret",
+            "creds",
+            "--yes",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--max-count 0 is refused at admission: {:?}",
+        text(&out)
+    );
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_it_asks_and_draws_a_progress_bar() {
+    let (ns, cloud, op) = setup("plugin-tty", |_| {}, &[]).await;
+    for n in 1..=3 {
+        cloud.start("f", &format!("t-{n}"), None).await;
+    }
+    let c = installed();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = tokio::process::Command::new(c.bin_dir.join("kubectl"))
+        .args([
+            "flowstop",
+            "stop",
+            "f",
+            "--prefix",
+            "t-",
+            "--max-count",
+            "5",
+            "--secret",
+            "creds",
+        ])
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["-n", &ns])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                plugin_dir().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let master = std::fs::File::from(pty.master);
+    let mut writer = master.try_clone().unwrap();
+    // Read the terminal until the child is gone (EIO once no one holds the other end).
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut master = master;
+        let mut answered = false;
+        loop {
+            match master.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    all.extend_from_slice(&buf[..n]);
+                    if !answered && String::from_utf8_lossy(&all).contains("[y/N]") {
+                        use std::io::Write;
+                        writer.write_all(b"y\n").unwrap();
+                        answered = true;
+                    }
+                }
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let status = tokio::time::timeout(std::time::Duration::from_secs(90), child.wait())
+        .await
+        .expect("the plugin finishes")
+        .unwrap();
+    drop(child);
+    let screen = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains("Stop these 3 executions? [y/N]"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("\r[##############################] 3/3 final"),
+        "{screen:?}"
+    );
+    // The bar's last drawing ends with a newline, and the summary follows on its own line.
+    let tail = &screen[screen.rfind("3/3 final").unwrap()..];
+    assert!(
+        tail.contains("\n") && tail.contains("Completed"),
+        "{tail:?}"
+    );
+    assert_eq!(cloud.count("StopExecution", "OK"), 3);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_say_what_to_do() {
+    let c = installed();
+    let (ns, _cloud, op) = setup("plugin-errors", |_| {}, &[]).await;
+    c.apply(&secret(&ns, "other", AK, SK));
+    // A user who may only read: RBAC names the verb and the resource.
+    c.must(
+        &[
+            "create",
+            "rolebinding",
+            "viewer",
+            "-n",
+            &ns,
+            "--clusterrole=view",
+            "--user=viewer",
+        ],
+        None,
+    );
+    let out = kubectl_flowstop(&ns, &["stop", "f", "e1", "--as", "viewer"]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("RBAC refused: viewer may not create executionstops.flowstop.dev"),
+        "{stderr}"
+    );
+    // An object that exists.
+    let args = ["stop", "f", "e1", "--name", "twice", "--secret", "creds"];
+    assert_eq!(kubectl_flowstop(&ns, &args).await.status.code(), Some(0));
+    let out = kubectl_flowstop(&ns, &args).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("executionstops/twice already exists"),
+        "{stderr}"
+    );
+    // describe and get show it.
+    let out = kubectl_flowstop(&ns, &["describe", "twice"]).await;
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("ExecutionStop  ") && stdout.contains("Conditions:"),
+        "{stdout}"
+    );
+    let out = kubectl_flowstop(&ns, &["get", "-o", "json"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["items"][0]["metadata"]["name"], "twice");
+    // No cluster: a kubeconfig pointing nowhere.
+    let dir = tempfile_dir();
+    let nowhere = dir.join("kubeconfig");
+    std::fs::write(
+        &nowhere,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster: {server: 'https://127.0.0.1:9'}\nusers:\n- name: x\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: x, user: x}\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-flowstop"))
+        .args(["get", "--kubeconfig"])
+        .arg(&nowhere)
+        .output()
+        .await
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot reach the cluster at https://127.0.0.1:9"),
+        "{stderr}"
+    );
+    // Usage: 2.
+    let out = kubectl_flowstop(&ns, &["stop", "f"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no execution and no --max-count"
+    );
+    op.stop().await;
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kubectl-flowstop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn completion_scripts_come_from_the_same_definition() {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef"),
+        ("fish", "complete -c"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-flowstop"))
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success());
+        assert!(script.contains(marker), "{shell}: {script}");
+        for sub in ["stop", "describe", "--already-finished-ok", "--max-count"] {
+            assert!(script.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+}
