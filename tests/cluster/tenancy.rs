@@ -297,9 +297,7 @@ async fn secrets_only_sets_and_later_policy_changes() {
     wait_for(c, &ns, "after-removal", "jsonpath={.status.phase}=Failed");
     assert_eq!(status(c, &ns, "own-keys")["phase"], "Stopped");
     assert_eq!(cloud.count("StopExecution", "OK"), 3);
-    for p in ["secrets-billing"] {
-        c.must(&["delete", "executionstoppolicy", p], None);
-    }
+    c.must(&["delete", "executionstoppolicy", "secrets-billing"], None);
     op.stop().await;
 }
 

@@ -43,7 +43,7 @@ struct Cli {
 enum Command {
     /// Stop one execution (FLOW EXECUTION), or every matching execution of FLOW (with
     /// --max-count and a preview first)
-    Stop(stop::StopArgs),
+    Stop(Box<stop::StopArgs>),
     /// List ExecutionStops and ExecutionStopSets
     Get(show::GetArgs),
     /// Show one ExecutionStop or ExecutionStopSet: phase, attempts, last error,
@@ -88,7 +88,7 @@ async fn run(cli: Cli) -> Result<i32, Problem> {
         }
         Command::Stop(args) => {
             let k = connect::connect(&cli.kube).await?;
-            stop::stop(&k, args).await
+            stop::stop(&k, *args).await
         }
         Command::Get(args) => {
             let k = connect::connect(&cli.kube).await?;

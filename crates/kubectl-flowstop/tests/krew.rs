@@ -20,18 +20,21 @@ fn krew() -> std::path::PathBuf {
 #[test]
 fn krew_installs_the_plugin_from_its_manifest_and_kubectl_runs_it() {
     let dir = tempfile::tempdir().unwrap();
-    // The release archive: the binary at the top, as the manifest's `files` say.
+    // The release archive: the binary (stripped, as a release ships it) at the top, as the
+    // manifest's `files` say; plain tar entries (krew cannot unpack GNU sparse ones).
     let archive = dir.path().join("kubectl-flowstop-linux-amd64.tar.gz");
-    {
-        let gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(&archive).unwrap(),
-            flate2::Compression::default(),
-        );
-        let mut tar = tar::Builder::new(gz);
-        tar.append_path_with_name(env!("CARGO_BIN_EXE_kubectl-flowstop"), "kubectl-flowstop")
-            .unwrap();
-        tar.into_inner().unwrap().finish().unwrap();
-    }
+    let staged = dir.path().join("kubectl-flowstop");
+    let ok = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+    ok(Command::new("strip")
+        .arg("-o")
+        .arg(&staged)
+        .arg(env!("CARGO_BIN_EXE_kubectl-flowstop")));
+    ok(Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .arg("kubectl-flowstop"));
     let sha = format!("{:x}", Sha256::digest(std::fs::read(&archive).unwrap()));
     let template = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/krew/flowstop.yaml"),
@@ -55,6 +58,8 @@ fn krew_installs_the_plugin_from_its_manifest_and_kubectl_runs_it() {
         .arg(format!("--archive={}", archive.display()))
         .env("KREW_ROOT", &root)
         .env("HOME", dir.path())
+        .env("KREW_NO_UPGRADE_CHECK", "1")
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert!(
@@ -103,6 +108,8 @@ fn krew_installs_the_plugin_from_its_manifest_and_kubectl_runs_it() {
         .arg(format!("--archive={}", archive.display()))
         .env("KREW_ROOT", dir.path().join("other-root"))
         .env("HOME", dir.path())
+        .env("KREW_NO_UPGRADE_CHECK", "1")
+        .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert!(!out.status.success(), "a wrong sha256 was accepted");

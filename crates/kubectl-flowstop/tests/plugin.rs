@@ -419,8 +419,24 @@ fn completion_scripts_come_from_the_same_definition() {
         let script = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success());
         assert!(script.contains(marker), "{shell}: {script}");
-        for sub in ["stop", "describe", "--already-finished-ok", "--max-count"] {
+        for sub in ["stop", "describe", "already-finished-ok", "max-count"] {
             assert!(script.contains(sub), "{shell} lacks {sub}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_no_policy_allows_exits_5() {
+    // Enforced tenancy, and no ExecutionStopPolicy selects this namespace.
+    let (ns, cloud, op) = setup("plugin-policy", |_| {}, &["--policy-mode", "enforce"]).await;
+    cloud.start("f", "e1", None).await;
+    let out = kubectl_flowstop(&ns, &["stop", "f", "e1", "--secret", "creds", "--wait"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Forbidden: no ExecutionStopPolicy selects namespace"),
+        "{stdout}"
+    );
+    assert_eq!(cloud.calls("StopExecution"), 0);
+    op.stop().await;
 }
