@@ -33,7 +33,7 @@ fn wait_set(ns: &str, name: &str, what: &str) -> serde_json::Value {
             ns,
             &format!("executionstopset/{name}"),
             &format!("--for={what}"),
-            "--timeout=60s",
+            "--timeout=120s",
         ],
         None,
     );
@@ -535,7 +535,7 @@ async fn a_rejected_set_lists_again_once_its_secret_is_corrected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_stops_overtake_a_set_waiting_for_the_quota() {
     let c = installed();
-    // The documented StopExecution bucket (10, 2/s), refilled 10× faster: 300 stops take 15 s.
+    // The documented StopExecution bucket (10, 2/s), refilled 10× faster: 600 stops take 30 s.
     let quota = |cfg: &mut fnf_emulator::Config| {
         cfg.no_quota = false;
         cfg.quota_speedup = 10.0;
@@ -551,12 +551,12 @@ async fn single_stops_overtake_a_set_waiting_for_the_quota() {
         "10",
     ];
     let (ns, cloud, op) = setup("set-lanes", quota, &sped_up).await;
-    start_all(&cloud, (0..300).map(|n| format!("b-{n:03}"))).await;
+    start_all(&cloud, (0..600).map(|n| format!("b-{n:03}"))).await;
     start_all(&cloud, (0..5).map(|n| format!("urgent-{n}"))).await;
     c.apply(&set_yaml(
         &ns,
         "big",
-        "  maxCount: 300\n  selector: {executionNamePrefix: b-}\n",
+        "  maxCount: 600\n  selector: {executionNamePrefix: b-}\n",
     ));
     // Every child exists and the set's stops are under way: all of them are queued now.
     wait_set(&ns, "big", "jsonpath={.status.snapshotComplete}=true");
@@ -606,14 +606,17 @@ async fn single_stops_overtake_a_set_waiting_for_the_quota() {
         )
     };
     eprintln!("the set's stops while 5 singles went through: {meanwhile} (before: {before})");
-    // One second of the quota is 20 stops; 40 leaves room for the watch and the writes.
+    // A second of the quota is 20 stops: on a quiet machine the singles are through in
+    // about 25. The rest of the bound is for a loaded API server, whose three round trips
+    // per single (Secret, attempt record, result) the set does not wait for. Queued behind
+    // the set's workers, the last of five singles comes after most of the ~550 left.
     assert!(
-        meanwhile <= 40,
-        "the set made {meanwhile} stops before the 5 singles were done ({before} before them, of 300)"
+        meanwhile <= 200,
+        "the set made {meanwhile} stops before the 5 singles were done ({before} before them, of 600)"
     );
     let s = wait_set(&ns, "big", "condition=Ready");
-    assert_eq!(s["children"]["stopped"], 300, "{s:#}");
-    assert_eq!(cloud.count("StopExecution", "OK"), 305);
+    assert_eq!(s["children"]["stopped"], 600, "{s:#}");
+    assert_eq!(cloud.count("StopExecution", "OK"), 605);
     let throttled = cloud.count("StopExecution", "ResourceThrottled");
     assert!(
         throttled <= 6,
