@@ -134,11 +134,11 @@ fn print(value: &serde_json::Value) {
 /// Prints the error; the exit code for it (README "Exit codes").
 fn failed(e: &FnfError) -> i32 {
     eprintln!("error: {e}");
-    match e.kind() {
-        ErrorKind::AlreadyCompleted => exit::ALREADY_FINISHED,
+    match e {
+        _ if e.kind() == ErrorKind::AlreadyCompleted => exit::ALREADY_FINISHED,
         _ if e.retryable() => exit::RETRYABLE,
         // Nothing was asked of the service: the command or its environment is wrong.
-        ErrorKind::Invalid | ErrorKind::Credentials => exit::ERROR,
+        FnfError::Invalid(_) | FnfError::Credentials(_) => exit::ERROR,
         _ => exit::FAILED,
     }
 }
@@ -179,7 +179,16 @@ pub async fn stop(args: StopArgs) -> i32 {
         match call(&client, &account, &unsigned, fnf::long_poll(wait)).await {
             Ok((value, e)) if e.status.is_final() => {
                 print(&value);
-                return exit::STOPPED;
+                if e.status == fnf::ExecutionStatus::Stopped {
+                    return exit::STOPPED;
+                }
+                eprintln!(
+                    "execution {} of flow {} ended {} before the stop took effect",
+                    args.execution,
+                    args.flow,
+                    e.status.as_str()
+                );
+                return exit::ALREADY_FINISHED;
             }
             Ok(_) => {}
             // A retryable error while waiting is waited out; another ends the wait.

@@ -219,8 +219,9 @@ pub struct ExecutionStopStatus {
     /// changed Secret is retried at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_credentials_version: Option<String>,
-    /// No ExecutionStopPolicy allowed the stop (reason Forbidden). The policies are looked
-    /// at again every --policy-recheck-seconds; once one allows it, the stop goes ahead.
+    /// No ExecutionStopPolicy allows the stop (phase Pending, reason Forbidden): no call is
+    /// made. The policies are looked at again every --policy-recheck-seconds; once one
+    /// allows it, the stop goes ahead.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub denied_by_policy: bool,
 }
@@ -257,16 +258,37 @@ pub const CRD_FILES: [&str; 3] = [
 /// by `---`).
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;
-    let stop = serde_yaml_ng::to_string(&ExecutionStop::crd()).expect("the CRD serializes");
+    let mut stop = serde_json::to_value(ExecutionStop::crd()).expect("the CRD serializes");
     let mut set = serde_json::to_value(ExecutionStopSet::crd()).expect("the CRD serializes");
+    // Until the operator writes status, the API server shows `observedGeneration: 0`: kstatus
+    // (Flux, kpt) then sees a generation not yet observed and says InProgress, instead of
+    // Current for an object without conditions.
+    for crd in [&mut stop, &mut set] {
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["default"] =
+            serde_json::json!({"observedGeneration": 0});
+    }
+    let stop = serde_yaml_ng::to_string(&stop).expect("the CRD serializes");
     // Children are labelled with the set's name, and a label value has at most 63 characters.
     set["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = serde_json::json!([{
         "rule": "self.metadata.name.size() <= 63",
         "message": "metadata.name of an ExecutionStopSet may have at most 63 characters"
     }]);
     let set = serde_yaml_ng::to_string(&set).expect("the CRD serializes");
-    let policy =
-        serde_yaml_ng::to_string(&policy::ExecutionStopPolicy::crd()).expect("the CRD serializes");
+    let mut policy =
+        serde_json::to_value(policy::ExecutionStopPolicy::crd()).expect("the CRD serializes");
+    // The label selector's schema (Kubernetes' own) checks no operator: admission does, so a
+    // policy cannot hold a selector the operator cannot read. Bounded, so CEL's cost is.
+    let expressions = &mut policy["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+        ["spec"]["properties"]["namespaceSelector"]["properties"]["matchExpressions"];
+    expressions["maxItems"] = serde_json::json!(16);
+    expressions["items"]["properties"]["values"]["maxItems"] = serde_json::json!(64);
+    expressions["items"]["x-kubernetes-validations"] = serde_json::json!([
+        {"rule": "self.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist']",
+         "message": "operator must be In, NotIn, Exists or DoesNotExist"},
+        {"rule": "(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)",
+         "message": "values: In and NotIn need at least one, Exists and DoesNotExist take none"}
+    ]);
+    let policy = serde_yaml_ng::to_string(&policy).expect("the CRD serializes");
     format!("{stop}---\n{set}---\n{policy}")
 }
 

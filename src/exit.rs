@@ -3,12 +3,13 @@
 
 /// The execution was stopped by this request (or, with `--already-finished-ok`, is not running).
 pub const STOPPED: i32 = 0;
-/// Something between us and the answer failed: no cluster, no CRD, RBAC, an object that
-/// already exists; for `flowstop stop`, an error the service will give again.
+/// No answer could be had: no cluster, no CRD, RBAC, an object that already exists; for
+/// `flowstop stop`, nothing could be asked of the service (no credentials, a bad endpoint).
 pub const ERROR: i32 = 1;
 /// The command line was wrong (clap's own code).
 pub const USAGE: i32 = 2;
-/// The execution had already finished: nothing was stopped.
+/// The execution had already finished (or, with `--wait`, ended otherwise before the stop
+/// took effect): nothing was stopped.
 pub const ALREADY_FINISHED: i32 = 3;
 /// The stop failed; the error code is printed.
 pub const FAILED: i32 = 4;

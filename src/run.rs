@@ -8,7 +8,7 @@ use crate::decide::Policy;
 use crate::decide::endpoint::{DEFAULT_ALLOWED_HOSTS, Endpoints, HostPattern, parse_allowlist};
 use crate::decide::policy::Mode;
 use crate::lease::{self, LeaseConfig};
-use crate::ratelimit::{Limit, RateLimiter};
+use crate::ratelimit::{Lane, Limit, RateLimiter};
 use crate::reconcile::{self, Context};
 use crate::telemetry::{self, LogFormat, Metrics};
 use anyhow::Context as _;
@@ -153,9 +153,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     tokio::spawn(policy_watch);
     let exit = exit_signal(client.clone(), args.leader_election.then_some(lease));
+    let policy_stores = ctx.policies.stores();
     let (controllers, stores) = controllers(&args, ctx, exit.clone());
     metrics.count_objects_in(stores.clone());
-    tokio::spawn(ready_when_synced(stores, metrics));
+    tokio::spawn(ready_when_synced(stores, policy_stores, metrics));
     tokio::select! {
         () = controllers => {}
         // The health endpoints are how Kubernetes knows we are alive: without them, stop.
@@ -321,7 +322,11 @@ fn controllers(
                 .graceful_shutdown_on(async move {
                     exit_singles.await;
                 })
-                .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+                .run(
+                    |o, c| reconcile::reconcile(o, c, Lane::Interactive),
+                    reconcile::error_policy,
+                    ctx.clone(),
+                )
                 .for_each(log_error)
                 .boxed(),
         );
@@ -350,7 +355,11 @@ fn controllers(
                 .graceful_shutdown_on(async move {
                     exit_stops.await;
                 })
-                .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+                .run(
+                    |o, c| reconcile::reconcile(o, c, Lane::Bulk),
+                    reconcile::error_policy,
+                    ctx.clone(),
+                )
                 .for_each(log_error)
                 .boxed(),
         );
@@ -447,16 +456,21 @@ where
     (stream, reader)
 }
 
-/// /readyz turns ready once every watch has listed its objects.
-async fn ready_when_synced(stores: Vec<Store<ExecutionStop>>, metrics: Arc<Metrics>) {
+/// /readyz turns ready once every watch has listed its objects, the ExecutionStopPolicies
+/// and namespaces included: until then no object can be judged.
+async fn ready_when_synced(
+    stores: Vec<Store<ExecutionStop>>,
+    (policies, namespaces): (
+        Store<crate::crd::policy::ExecutionStopPolicy>,
+        Store<kube::api::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
+    ),
+    metrics: Arc<Metrics>,
+) {
     for s in stores {
-        // The store's readiness signal wakes only its most recent waiter, and the
-        // controller waits on it too: poll again now and then instead of once.
-        while tokio::time::timeout(Duration::from_millis(100), s.wait_until_ready())
-            .await
-            .is_err()
-        {}
+        reconcile::policy::wait_ready(&s).await;
     }
+    reconcile::policy::wait_ready(&policies).await;
+    reconcile::policy::wait_ready(&namespaces).await;
     metrics.ready.store(true, Ordering::Relaxed);
     tracing::info!("watches synced; ready");
 }

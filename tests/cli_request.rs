@@ -188,6 +188,12 @@ fn api_errors_go_to_stderr_with_the_documented_exit_codes() {
             3,
             "ExecutionAlreadyCompleted",
         ),
+        (
+            "400 Bad Request",
+            r#"{"Code":"InvalidArgument","Message":"bad cause","RequestId":"r400"}"#,
+            4,
+            "InvalidArgument",
+        ),
     ];
     for (status, body, code, name) in cases {
         let (url, server) = record_one(status, "application/json", body);

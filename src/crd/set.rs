@@ -146,6 +146,9 @@ impl SelectorStatus {
 /// Where the set stands. Final phases are Completed and Failed.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum SetPhase {
+    /// Nothing listed yet, and waiting: no ExecutionStopPolicy allows the set (reason
+    /// Forbidden). Looked at again every --policy-recheck-seconds.
+    Pending,
     /// dryRun: the matching executions are counted, none is stopped.
     Previewing,
     /// Listing the matching executions: once live, taking the snapshot and creating one
@@ -163,6 +166,7 @@ pub enum SetPhase {
 impl SetPhase {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Pending => "Pending",
             Self::Previewing => "Previewing",
             Self::Listing => "Listing",
             Self::Stopping => "Stopping",
@@ -234,8 +238,8 @@ pub struct ExecutionStopSetStatus {
     /// last refused with 403, so a changed Secret is tried again at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_credentials_version: Option<String>,
-    /// No ExecutionStopPolicy allowed the set (reason Forbidden): nothing was listed. The
-    /// policies are looked at again every --policy-recheck-seconds.
+    /// No ExecutionStopPolicy allows the set (phase Pending, reason Forbidden): nothing is
+    /// listed. The policies are looked at again every --policy-recheck-seconds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub denied_by_policy: bool,
 }

@@ -156,8 +156,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::Nothing
             if i.abandoned
                 && (!s.phase.is_some_and(Phase::is_final)
-                    || s.rejected_credentials_version.is_some()
-                    || s.denied_by_policy) =>
+                    || s.rejected_credentials_version.is_some()) =>
         {
             refused(
                 i,
@@ -369,8 +368,8 @@ fn max_attempts(i: &Input<'_>) -> u32 {
 
 fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
     match s.phase {
-        // Refused by policy: carried out once some policy allows it.
-        Some(Phase::Failed) if s.denied_by_policy => match i.verdict {
+        // Refused by policy: waits, and is carried out once some policy allows it.
+        Some(Phase::Pending) if s.denied_by_policy => match i.verdict {
             policy::Verdict::Allowed => {
                 s.denied_by_policy = false;
                 s.last_error = None;
@@ -431,7 +430,8 @@ fn attempt_or_give_up(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Op
     stop_attempt(i, s, false)
 }
 
-/// Failed with Forbidden: no call, looked at again every `policy_recheck`.
+/// Pending with Forbidden: no call; looked at again every `policy_recheck`, as a missing
+/// Secret is, and carried out once a policy allows it.
 fn forbid(i: &Input<'_>, s: &mut ExecutionStopStatus, why: &str) -> (Action, Option<Reason>) {
     s.last_error = Some(LastError {
         code: Reason::Forbidden.as_str().into(),
@@ -441,10 +441,9 @@ fn forbid(i: &Input<'_>, s: &mut ExecutionStopStatus, why: &str) -> (Action, Opt
         retryable: false,
     });
     s.next_attempt_time = None;
-    s.denied_by_policy = true;
     set_phase(
         s,
-        Phase::Failed,
+        Phase::Pending,
         Reason::Forbidden,
         why,
         i.generation,
@@ -693,7 +692,10 @@ fn transition_event(
         .map(|c| c.message.clone())
         .unwrap_or_default();
     let warning = matches!(new, Phase::Failed | Phase::Retrying)
-        || matches!(reason, Reason::CredentialsNotFound | Reason::Retrying);
+        || matches!(
+            reason,
+            Reason::CredentialsNotFound | Reason::Retrying | Reason::Forbidden
+        );
     Some(Event {
         warning,
         reason,

@@ -51,13 +51,23 @@ pub fn evaluate(
     let mut why = vec![];
     let mut selected = false;
     for (name, p) in policies {
-        if !selects(p, r.namespace_labels) {
-            continue;
-        }
-        selected = true;
-        match mismatch(p, r) {
-            None => return Verdict::Allowed,
-            Some(m) => why.push(format!("{name}: {m}")),
+        match selects(p, r.namespace_labels) {
+            Selects::No => continue,
+            // Fails closed: in open mode, "selects nothing" would lift a restriction.
+            Selects::Unreadable => {
+                selected = true;
+                why.push(
+                    "an ExecutionStopPolicy whose namespaceSelector cannot be read refuses everything until it is fixed"
+                        .into(),
+                );
+            }
+            Selects::Yes => {
+                selected = true;
+                match mismatch(p, r) {
+                    None => return Verdict::Allowed,
+                    Some(m) => why.push(format!("{name}: {m}")),
+                }
+            }
         }
     }
     if !selected {
@@ -77,16 +87,24 @@ pub fn evaluate(
     ))
 }
 
-fn selects(p: &ExecutionStopPolicySpec, labels: &BTreeMap<String, String>) -> bool {
+enum Selects {
+    Yes,
+    No,
+    /// A selector that got past admission but cannot be read (admission checks operators
+    /// and values; this is the last line): taken to select every namespace and allow nothing.
+    Unreadable,
+}
+
+fn selects(p: &ExecutionStopPolicySpec, labels: &BTreeMap<String, String>) -> Selects {
     if p.all_namespaces {
-        return true;
+        return Selects::Yes;
     }
-    // A selector the API server accepted but that cannot be read selects nothing: a
-    // broken policy never widens what is allowed.
-    p.namespace_selector
-        .clone()
-        .and_then(|s| Selector::try_from(s).ok())
-        .is_some_and(|s| !s.selects_all() && s.matches(labels))
+    match p.namespace_selector.clone().map(Selector::try_from) {
+        Some(Ok(s)) if !s.selects_all() && s.matches(labels) => Selects::Yes,
+        Some(Ok(s)) if !s.selects_all() => Selects::No,
+        // An empty selector is refused at admission; were it here, it would mean "all".
+        None | Some(Ok(_)) | Some(Err(_)) => Selects::Unreadable,
+    }
 }
 
 /// What of the request this policy does not allow, if anything.

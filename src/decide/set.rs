@@ -156,25 +156,8 @@ fn window_end(i: &Input<'_>, snapshot: Option<Timestamp>) -> Option<Timestamp> {
 }
 
 fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
-    if s.denied_by_policy {
-        return match i.verdict {
-            Verdict::Allowed => resume(i, s, "an ExecutionStopPolicy allows it now"),
-            Verdict::Denied(_) => Action::Wait(i.policy.policy_recheck),
-        };
-    }
     if s.rejected_credentials_version.is_some() {
         return recheck(i, s);
-    }
-    // Nothing is listed unless the policies allow it; once every ExecutionStop exists,
-    // each of them is checked on its own.
-    if let Verdict::Denied(why) = i.verdict {
-        if !s.snapshot_complete && !gave_up(s) {
-            error(s, Reason::Forbidden, why, false);
-            s.denied_by_policy = true;
-            s.next_attempt_time = None;
-            set(i, s, SetPhase::Failed, Reason::Forbidden, why);
-            return Action::Wait(i.policy.policy_recheck);
-        }
     }
     if let Some(next) = &s.next_attempt_time {
         if next.0 > i.now {
@@ -192,17 +175,11 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
         if gave_up(s) {
             return Action::Done;
         }
-        return Action::List {
-            started_before: window_end(i, None),
-            cap: cap(i),
-        };
+        return list(i, s, window_end(i, None));
     }
     match (&s.snapshot_time, s.snapshot_complete) {
         (_, true) => by_children(i, s),
-        (Some(t), false) if !gave_up(s) => Action::List {
-            started_before: window_end(i, Some(t.0)),
-            cap: cap(i),
-        },
+        (Some(t), false) if !gave_up(s) => list(i, s, window_end(i, Some(t.0))),
         (Some(_), false) => Action::Done,
         (None, _) => {
             // Going live: fix the snapshot's time before anything is listed, so a restart
@@ -224,11 +201,36 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
                     i.spec.flow_name, t.0
                 ),
             );
-            Action::List {
-                started_before: window_end(i, Some(t.0)),
-                cap: cap(i),
-            }
+            // Refused or not, the snapshot is the moment the set went live: a set allowed
+            // later never reaches executions that started after it was applied.
+            list(i, s, window_end(i, Some(t.0)))
         }
+    }
+}
+
+/// Every listing is checked against the policies first: a refused set lists nothing and
+/// waits (phase Pending, reason Forbidden), looked at again every `policy_recheck`. Once
+/// every ExecutionStop exists there is no listing left, and each of them is checked on its own.
+fn list(i: &Input<'_>, s: &mut Draft, started_before: Option<Timestamp>) -> Action {
+    if let Verdict::Denied(why) = i.verdict {
+        error(s, Reason::Forbidden, why, false);
+        s.next_attempt_time = None;
+        set(i, s, SetPhase::Pending, Reason::Forbidden, why);
+        return Action::Wait(i.policy.policy_recheck);
+    }
+    if s.denied_by_policy {
+        s.last_error = None;
+        set(
+            i,
+            s,
+            SetPhase::Listing,
+            Reason::Listing,
+            "an ExecutionStopPolicy allows the set now; listing",
+        );
+    }
+    Action::List {
+        started_before,
+        cap: cap(i),
     }
 }
 
@@ -255,10 +257,9 @@ fn recheck(i: &Input<'_>, s: &mut Draft) -> Action {
     resume(i, s, why)
 }
 
-/// A set that failed for a reason that has gone away lists (again) now.
+/// A set whose listing was refused (403) lists again now.
 fn resume(i: &Input<'_>, s: &mut Draft, why: &str) -> Action {
     s.rejected_credentials_version = None;
-    s.denied_by_policy = false;
     s.next_attempt_time = None;
     s.last_error = None;
     // Neither Failed nor Previewing: the next step is a listing.
@@ -443,6 +444,8 @@ fn error(s: &mut ExecutionStopSetStatus, code: Reason, message: &str, retryable:
 fn set(i: &Input<'_>, s: &mut Draft, phase: SetPhase, reason: Reason, m: &str) {
     s.reason = Some(reason);
     s.phase = Some(phase);
+    // Refused by policy is a state of its own, never left over under another reason.
+    s.denied_by_policy = reason == Reason::Forbidden;
     s.observed_generation = Some(i.generation);
     // A preview is done when counted; a live set when every child is final and none
     // failed. Stalled: the set itself failed, or some children did.
@@ -478,6 +481,7 @@ fn event(
     if !changed && reason != Reason::Retrying {
         return None;
     }
-    let warning = new.phase == Some(SetPhase::Failed) || reason == Reason::Retrying;
+    let warning = new.phase == Some(SetPhase::Failed)
+        || matches!(reason, Reason::Retrying | Reason::Forbidden);
     Some((warning, reason, note))
 }

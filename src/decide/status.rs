@@ -126,6 +126,8 @@ pub fn set_phase(
 ) {
     s.phase = Some(phase);
     s.observed_generation = Some(generation);
+    // Refused by policy is a state of its own, never left over under another reason.
+    s.denied_by_policy = reason == Reason::Forbidden;
     // Messages may quote a foreign answer: bounded, so a status write cannot fail on size.
     let message = &truncate(message, 1024);
     let ready = matches!(phase, Phase::Stopped | Phase::AlreadyFinished);

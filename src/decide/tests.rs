@@ -964,10 +964,21 @@ fn a_stop_the_policies_refuse_makes_no_call_until_one_allows_it() {
     let denied = || policy::Verdict::Denied("no ExecutionStopPolicy selects namespace ns".into());
     let d = run_verdict(&ExecutionStopStatus::default(), Outcome::Nothing, denied());
     assert_eq!(d.action, Action::Wait(Policy::default().policy_recheck));
-    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(
+        d.status.phase,
+        Some(Phase::Pending),
+        "waiting for a policy, not final"
+    );
     assert_eq!(d.status.attempts, 0, "no attempt recorded");
     assert!(d.status.denied_by_policy);
     assert_eq!(ready(&d.status), ("False", "Forbidden"));
+    let stalled = d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(stalled.status, "False");
     let e = d.status.last_error.clone().unwrap();
     assert_eq!(
         (e.code.as_str(), e.http_status, e.retryable),
@@ -1001,7 +1012,8 @@ fn a_retry_after_the_policies_changed_is_refused_and_a_pending_attempt_still_con
     let mut due = failed.status.clone();
     due.next_attempt_time = None;
     let d = run_verdict(&due, Outcome::Nothing, denied());
-    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    assert!(d.status.denied_by_policy);
     assert_eq!(d.status.attempts, 1);
     // An attempt whose outcome is unknown is still confirmed: that is no new stop.
     let d = run_verdict(&first.status, Outcome::Nothing, denied());
@@ -1012,4 +1024,34 @@ fn a_retry_after_the_policies_changed_is_refused_and_a_pending_attempt_still_con
         run_verdict(&stopped.status, Outcome::Nothing, denied()).action,
         Action::Done
     );
+}
+
+#[test]
+fn a_refusal_never_outlives_its_reason_so_a_final_object_stays_final() {
+    // Refused, then allowed: the Stop becomes a read of the credentials, which are missing.
+    let denied = policy::Verdict::Denied("x".into());
+    let refused = run_verdict(&ExecutionStopStatus::default(), Outcome::Nothing, denied);
+    let no_keys = run_verdict(
+        &refused.status,
+        Outcome::NoCredentials("Secret creds not found".into()),
+        policy::Verdict::Allowed,
+    );
+    assert_eq!(ready(&no_keys.status), ("False", "CredentialsNotFound"));
+    assert!(
+        !no_keys.status.denied_by_policy,
+        "no longer refused: waiting for keys"
+    );
+    // The Secret appears, the stop goes out and the flow does not exist: Failed, final.
+    let sent = run_verdict(&no_keys.status, Outcome::Nothing, policy::Verdict::Allowed);
+    assert!(matches!(sent.action, Action::Stop { .. }));
+    let failed = run_verdict(
+        &sent.status,
+        Outcome::Stop(Err(api(404, "FlowNotExists"))),
+        policy::Verdict::Allowed,
+    );
+    assert_eq!(failed.status.phase, Some(Phase::Failed));
+    assert!(!failed.status.denied_by_policy);
+    // A restart reads it again: no second call.
+    let again = run_verdict(&failed.status, Outcome::Nothing, policy::Verdict::Allowed);
+    assert_eq!(again.action, Action::Done);
 }

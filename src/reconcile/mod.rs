@@ -54,9 +54,23 @@ pub struct Context {
 
 impl Context {
     /// Whether the policies allow an object of `ns` to stop executions of `flow`, now.
-    pub fn verdict(&self, ns: &str, target: &dyn crate::crd::Target, flow: &str) -> Verdict {
-        self.policies
-            .verdict(ns, target, flow, self.endpoints.default.as_ref())
+    pub async fn verdict(
+        &self,
+        ns: &str,
+        target: &(dyn crate::crd::Target + Sync),
+        flow: &str,
+    ) -> Result<Verdict, Error> {
+        self.policies.synced().await;
+        Ok(self
+            .policies
+            .verdict(
+                &self.client,
+                ns,
+                target,
+                flow,
+                self.endpoints.default.as_ref(),
+            )
+            .await?)
     }
 }
 
@@ -162,10 +176,11 @@ impl Pass<'_> {
         })
     }
 
-    fn look_at_policies(&mut self) {
+    async fn look_at_policies(&mut self) -> Result<(), Error> {
         let ns = self.obj.namespace().unwrap_or_default();
         let spec = &self.obj.spec;
-        self.verdict = self.ctx.verdict(&ns, spec, &spec.flow_name);
+        self.verdict = self.ctx.verdict(&ns, spec, &spec.flow_name).await?;
+        Ok(())
     }
 
     /// Takes a decision's status as the current one, and keeps its event.
@@ -266,11 +281,7 @@ impl Pass<'_> {
     /// The ExecutionStops of a set wait behind single ones for the quota (and are
     /// reconciled by workers of their own: see `run::controllers`).
     fn lane(&self) -> Lane {
-        if self.obj.labels().contains_key(SET_LABEL) {
-            Lane::Bulk
-        } else {
-            Lane::Interactive
-        }
+        lane_of(&self.obj)
     }
 
     fn account(&self) -> &Account {
@@ -351,11 +362,25 @@ impl Pass<'_> {
     }
 }
 
+fn lane_of(obj: &ExecutionStop) -> Lane {
+    if obj.labels().contains_key(SET_LABEL) {
+        Lane::Bulk
+    } else {
+        Lane::Interactive
+    }
+}
+
+/// One pass over an ExecutionStop, by the controller of `lane`. An object whose set label
+/// was just added or removed belongs to the other lane's controller: this one leaves it.
 #[tracing::instrument(skip_all, fields(namespace = obj.namespace(), name = obj.name_any()))]
 pub async fn reconcile(
     obj: Arc<ExecutionStop>,
     ctx: Arc<Context>,
+    lane: Lane,
 ) -> Result<controller::Action, Error> {
+    if lane_of(&obj) != lane {
+        return Ok(controller::Action::await_change());
+    }
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ExecutionStop> = Api::namespaced(ctx.client.clone(), &ns);
     let mut obj = (*obj).clone();
@@ -367,12 +392,11 @@ pub async fn reconcile(
         .is_some_and(|s| s.pending_request_id.is_some())
     {
         match api.get_opt(&obj.name_any()).await? {
-            Some(fresh) => obj = fresh,
-            None => return Ok(controller::Action::await_change()),
+            Some(fresh) if lane_of(&fresh) == lane => obj = fresh,
+            _ => return Ok(controller::Action::await_change()),
         }
     }
     let gone = abandoned(&ctx, &obj).await?;
-    ctx.policies.synced().await;
     let mut pass = Pass {
         ctx: &ctx,
         abandoned: gone,
@@ -385,7 +409,7 @@ pub async fn reconcile(
         events: vec![],
         verdict: Verdict::Allowed,
     };
-    pass.look_at_policies();
+    pass.look_at_policies().await?;
     let mut observed = Outcome::Nothing;
     let mut calls = 0;
     loop {
@@ -403,7 +427,7 @@ pub async fn reconcile(
             // The set may have been deleted, or the policies changed, while this call
             // waited for its turn.
             pass.abandoned = abandoned(&ctx, &pass.obj).await?;
-            pass.look_at_policies();
+            pass.look_at_policies().await?;
             // Decide again after the wait, from the same status and observation, so the
             // recorded attempt time is the real one. A Stop stays a Stop when only time
             // has passed (a table test holds `decide` to that).

@@ -32,14 +32,14 @@ impl Policies {
         )
         .default_backoff()
         .reflect(policies_writer)
-        .for_each(|_| async {});
+        .for_each(|r| log_watch_error("ExecutionStopPolicies", r));
         let namespace_watch = watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default().any_semantic(),
         )
         .default_backoff()
         .reflect(namespaces_writer)
-        .for_each(|_| async {});
+        .for_each(|r| log_watch_error("namespaces", r));
         let run = futures::future::join(policy_watch, namespace_watch)
             .map(|_| ())
             .boxed();
@@ -60,23 +60,29 @@ impl Policies {
         wait_ready(&self.namespaces).await;
     }
 
-    /// Whether the policies allow an object in `ns` to stop executions of `flow`.
-    pub fn verdict(
+    /// Whether the policies allow an object in `ns` to stop executions of `flow`. A
+    /// namespace the cache has not seen yet (created with the object, say) is read from the
+    /// API server: judged without its labels, it would be refused or let through wrongly.
+    pub async fn verdict(
         &self,
+        client: &kube::Client,
         ns: &str,
-        target: &dyn Target,
+        target: &(dyn Target + Sync),
         flow: &str,
         default: Option<&Endpoint>,
-    ) -> Verdict {
-        let labels = self
-            .namespaces
-            .get(&ObjectRef::new(ns))
-            .map(|n| n.labels().clone())
-            .unwrap_or_default();
+    ) -> Result<Verdict, kube::Error> {
+        let labels = match self.namespaces.get(&ObjectRef::new(ns)) {
+            Some(n) => n.labels().clone(),
+            None => Api::<Namespace>::all(client.clone())
+                .get_metadata_opt(ns)
+                .await?
+                .map(|n| n.labels().clone())
+                .unwrap_or_default(),
+        };
         let all = self.policies.state();
         let named: Vec<(String, &ExecutionStopPolicySpec)> =
             all.iter().map(|p| (p.name_any(), &p.spec)).collect();
-        policy::evaluate(
+        Ok(policy::evaluate(
             self.mode,
             &named,
             &Request {
@@ -86,18 +92,39 @@ impl Policies {
                 region: policy::region_of(target, default),
                 operator_credentials: target.credentials_secret_ref().is_none(),
             },
-        )
+        ))
+    }
+
+    /// Both caches, for readiness: the operator is ready only once it can judge.
+    pub fn stores(
+        &self,
+    ) -> (
+        Store<ExecutionStopPolicy>,
+        Store<PartialObjectMeta<Namespace>>,
+    ) {
+        (self.policies.clone(), self.namespaces.clone())
     }
 }
 
-/// The store's readiness signal wakes only its most recent waiter: poll now and then.
-async fn wait_ready<K>(store: &Store<K>)
+/// The store's readiness signal wakes only its most recent waiter: poll now and then. A
+/// store whose writer is gone never becomes ready (no verdict from a dead cache).
+pub async fn wait_ready<K>(store: &Store<K>)
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: std::hash::Hash + Eq + Clone,
 {
-    while tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready())
-        .await
-        .is_err()
-    {}
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(Ok(())) => return,
+            Ok(Err(_)) => std::future::pending::<()>().await,
+            Err(_) => {}
+        }
+    }
+}
+
+/// Until both watches have listed, nothing is judged (and /readyz says not ready): say why.
+async fn log_watch_error<T>(what: &'static str, r: Result<T, watcher::Error>) {
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot watch {what} (is the CRD installed, and the ClusterRole up to date?)");
+    }
 }

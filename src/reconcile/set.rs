@@ -325,8 +325,10 @@ pub async fn reconcile(
         return Ok(controller::Action::await_change());
     }
     let ns = obj.namespace().unwrap_or_default();
-    ctx.base.policies.synced().await;
-    let verdict = ctx.base.verdict(&ns, &obj.spec, &obj.spec.flow_name);
+    let verdict = ctx
+        .base
+        .verdict(&ns, &obj.spec, &obj.spec.flow_name)
+        .await?;
     let mut pass = Pass {
         ctx: &ctx,
         api: Api::namespaced(ctx.base.client.clone(), &ns),

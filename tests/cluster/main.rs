@@ -3,6 +3,7 @@
 
 mod admission;
 mod endpoints;
+mod health;
 mod operator;
 mod reliability;
 mod sets;

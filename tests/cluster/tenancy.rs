@@ -157,7 +157,12 @@ async fn two_teams_each_stop_only_their_own_flows() {
 
     wait_for(c, &data, "own", "jsonpath={.status.phase}=Stopped");
     wait_for(c, &web, "own", "jsonpath={.status.phase}=Stopped");
-    wait_for(c, &data, "theirs", "jsonpath={.status.phase}=Failed");
+    wait_for(
+        c,
+        &data,
+        "theirs",
+        "jsonpath={.status.lastError.code}=Forbidden",
+    );
     let s = status(c, &data, "theirs");
     assert_eq!(s["lastError"]["code"], "Forbidden", "{s:#}");
     let message = s["lastError"]["message"].as_str().unwrap();
@@ -228,7 +233,12 @@ async fn secrets_only_sets_and_later_policy_changes() {
         "apiVersion: flowstop.dev/v1alpha1\nkind: ExecutionStopSet\nmetadata: {{name: billing, namespace: {ns}}}\nspec:\n  flowName: billing\n  maxCount: 5\n  credentialsSecretRef: {{name: creds}}\n"
     ));
     wait_for(c, &ns, "own-keys", "jsonpath={.status.phase}=Stopped");
-    wait_for(c, &ns, "operator-keys", "jsonpath={.status.phase}=Failed");
+    wait_for(
+        c,
+        &ns,
+        "operator-keys",
+        "jsonpath={.status.lastError.code}=Forbidden",
+    );
     let s = status(c, &ns, "operator-keys");
     assert!(
         s["lastError"]["message"]
@@ -243,7 +253,7 @@ async fn secrets_only_sets_and_later_policy_changes() {
             "-n",
             &ns,
             "executionstopset/billing",
-            "--for=jsonpath={.status.phase}=Failed",
+            "--for=jsonpath={.status.lastError.code}=Forbidden",
             "--timeout=60s",
         ],
         None,
@@ -285,16 +295,43 @@ async fn secrets_only_sets_and_later_policy_changes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(cloud.count("StopExecution", "OK"), 3, "e2, b1 and b2");
-    // Still refused: the operator's credentials are allowed by no policy.
-    assert_eq!(status(c, &ns, "operator-keys")["phase"], "Failed");
-    // Removing a policy refuses what has not been called yet; final objects stay final.
-    c.must(&["delete", "executionstoppolicy", "secrets-data"], None);
+    // Still refused, and waiting: the operator's credentials are allowed by no policy.
+    let s = status(c, &ns, "operator-keys");
+    assert_eq!(
+        (s["phase"].as_str(), s["attempts"].as_u64()),
+        (Some("Pending"), Some(0)),
+        "{s:#}"
+    );
+    // A policy removed while an object retries refuses its next attempt; final objects
+    // stay final.
+    cloud.fault("StopExecution=500,500,500,500,500,500,500,500");
     c.apply(
-        &stop(&ns, "after-removal", "etl-nightly", "e1")
+        &stop(&ns, "retrying", "etl-nightly", "e1")
             .secret("creds")
             .yaml(),
     );
-    wait_for(c, &ns, "after-removal", "jsonpath={.status.phase}=Failed");
+    wait_for(c, &ns, "retrying", "jsonpath={.status.phase}=Retrying");
+    c.must(&["delete", "executionstoppolicy", "secrets-data"], None);
+    wait_for(
+        c,
+        &ns,
+        "retrying",
+        "jsonpath={.status.lastError.code}=Forbidden",
+    );
+    let s = status(c, &ns, "retrying");
+    assert_eq!(s["phase"], "Pending", "{s:#}");
+    let calls = cloud.calls("StopExecution");
+    assert!(
+        s["attempts"].as_u64().unwrap() < 8,
+        "refused before its attempts ran out: {s:#}"
+    );
+    // Looked at every second, refused each time: no further call.
+    let reconciles = op.metric("flowstop_reconciles_total").await;
+    eventually("three more rechecks", || async {
+        op.metric("flowstop_reconciles_total").await >= reconciles + 3.0
+    })
+    .await;
+    assert_eq!(cloud.calls("StopExecution"), calls, "no call once refused");
     assert_eq!(status(c, &ns, "own-keys")["phase"], "Stopped");
     assert_eq!(cloud.count("StopExecution", "OK"), 3);
     c.must(&["delete", "executionstoppolicy", "secrets-billing"], None);
@@ -322,7 +359,7 @@ async fn open_mode_restricts_only_selected_namespaces() {
     c.apply(&stop(&free, "s", "billing", "b1").secret("creds").yaml());
     c.apply(&stop(&held, "s", "billing", "b2").secret("creds").yaml());
     wait_for(c, &free, "s", "jsonpath={.status.phase}=Stopped");
-    wait_for(c, &held, "s", "jsonpath={.status.phase}=Failed");
+    wait_for(c, &held, "s", "jsonpath={.status.lastError.code}=Forbidden");
     assert_eq!(status(c, &held, "s")["lastError"]["code"], "Forbidden");
     assert_eq!(cloud.calls("StopExecution"), 1);
     c.must(&["delete", "executionstoppolicy", "open-data"], None);

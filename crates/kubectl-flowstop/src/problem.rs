@@ -32,15 +32,17 @@ impl Problem {
                 "RBAC refused: {} may not {verb} {resource} in namespace {ns} ({}); ask for a Role with verb {verb:?} on {resource}",
                 k.user, s.message
             ),
-            kube::Error::Api(s) if s.code == 404 && name.is_none() => format!(
-                "the cluster at {} does not serve {resource}: is flowstop installed? (kubectl apply -f crds/, or install the Helm chart)",
-                k.server
-            ),
-            kube::Error::Api(s) if s.code == 404 => format!(
-                "{} {} not found in namespace {ns}",
-                resource.split('.').next().unwrap_or(resource),
-                name.unwrap_or_default()
-            ),
+            // The API server's words when no such resource type is served.
+            kube::Error::Api(s)
+                if s.code == 404 && s.message.contains("could not find the requested resource") =>
+            {
+                format!(
+                    "the cluster at {} does not serve {resource}: is flowstop installed? (kubectl apply -f crds/, or install the Helm chart)",
+                    k.server
+                )
+            }
+            // Anything else not found names itself (the object, or the namespace).
+            kube::Error::Api(s) if s.code == 404 => format!("{} (namespace {ns})", s.message),
             kube::Error::Api(s) if s.code == 409 => format!(
                 "{}/{} already exists in namespace {ns}: choose another --name, or look at it with kubectl flowstop describe {}",
                 resource.split('.').next().unwrap_or(resource),

@@ -134,16 +134,6 @@ async fn single(k: &Kube, a: &StopArgs, execution: String) -> Result<i32, Proble
         },
         status: None,
     };
-    // Watching starts before the object exists, so no change is missed.
-    let mut follow = if a.wait {
-        Some(
-            Follow::start(api.clone())
-                .await
-                .map_err(|e| watch_problem(k, resource, e))?,
-        )
-    } else {
-        None
-    };
     let deadline = Instant::now() + a.timeout;
     let created = api
         .create(&PostParams::default(), &obj)
@@ -154,10 +144,10 @@ async fn single(k: &Kube, a: &StopArgs, execution: String) -> Result<i32, Proble
         "executionstop/{name} created (flow {}, execution {execution})",
         a.flow
     );
-    let Some(follow) = follow.as_mut() else {
+    if !a.wait {
         return Ok(exit::STOPPED);
-    };
-    let uid = created.uid().unwrap_or_default();
+    }
+    let mut follow = Follow::after(api.clone(), &created);
     let mut last = String::new();
     let mut current = created;
     loop {
@@ -168,9 +158,14 @@ async fn single(k: &Kube, a: &StopArgs, execution: String) -> Result<i32, Proble
             last = line;
         }
         if let Some(code) = outcome(&name, &status, a.already_finished_ok) {
+            if code == exit::FORBIDDEN {
+                // Refused objects wait for a policy; this one is not left to go ahead later.
+                let _ = api.delete(&name, &DeleteParams::default()).await;
+                println!("executionstop/{name} deleted: it would have waited for a policy");
+            }
             return Ok(code);
         }
-        current = match follow.next(&uid, deadline).await {
+        current = match follow.next(deadline).await {
             Ok(o) => o,
             Err(Stopped::Deadline) => {
                 return Err(Problem {
@@ -187,24 +182,12 @@ async fn single(k: &Kube, a: &StopArgs, execution: String) -> Result<i32, Proble
                     "executionstop/{name} was deleted while waiting"
                 )));
             }
-            Err(Stopped::Watch(e)) => return Err(watch_problem(k, resource, e)),
+            Err(Stopped::Watch(e)) => {
+                return Err(Problem::error(format!(
+                    "watching executionstop/{name}: {e}"
+                )));
+            }
         };
-    }
-}
-
-fn watch_problem(k: &Kube, resource: &str, e: String) -> Problem {
-    if e.contains("403") || e.contains("forbidden") {
-        Problem::error(format!(
-            "RBAC refused: {} may not watch {resource} in namespace {} ({e})",
-            k.user, k.namespace
-        ))
-    } else if e.contains("404") {
-        Problem::error(format!(
-            "the cluster at {} does not serve {resource}: is flowstop installed? (kubectl apply -f crds/, or install the Helm chart)",
-            k.server
-        ))
-    } else {
-        Problem::error(format!("cannot watch {resource} at {}: {e}", k.server))
     }
 }
 
@@ -237,12 +220,12 @@ fn ready_text(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Cond
 
 /// The exit code once final, with the one-line summary.
 fn outcome(name: &str, s: &ExecutionStopStatus, already_finished_ok: bool) -> Option<i32> {
-    let phase = s.phase.filter(|p| p.is_final())?;
+    let phase = s.phase.filter(|p| p.is_final() || s.denied_by_policy)?;
     let code = match phase {
+        _ if s.denied_by_policy => exit::FORBIDDEN,
         Phase::Stopped => exit::STOPPED,
         Phase::AlreadyFinished if already_finished_ok => exit::STOPPED,
         Phase::AlreadyFinished => exit::ALREADY_FINISHED,
-        Phase::Failed if s.denied_by_policy => exit::FORBIDDEN,
         _ => exit::FAILED,
     };
     let mut summary = format!("executionstop/{name}: {}", phase.as_str());
@@ -273,6 +256,10 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
     let api: Api<ExecutionStopSet> = Api::namespaced(k.client.clone(), &k.namespace);
     let resource = "executionstopsets.flowstop.dev";
     let max_count = a.max_count.expect("clap requires it without an execution");
+    // What the person agrees to is what the preview counts: executions started after it
+    // are not added when the set goes live.
+    let now = jiff::Timestamp::now();
+    let started_before = a.started_before.map_or(now, |t| t.min(now));
     let obj = ExecutionStopSet {
         metadata: meta(k, a, &a.flow),
         spec: ExecutionStopSetSpec {
@@ -284,7 +271,7 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
                 }),
                 execution_name_prefix: a.prefix.clone(),
                 started_after: a.started_after.map(Time),
-                started_before: a.started_before.map(Time),
+                started_before: Some(Time(started_before)),
             },
             max_count,
             dry_run: true,
@@ -297,44 +284,111 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
         },
         status: None,
     };
-    let mut follow = Follow::start(api.clone())
-        .await
-        .map_err(|e| watch_problem(k, resource, e))?;
-    let deadline = Instant::now() + a.timeout;
     let created = api
         .create(&PostParams::default(), &obj)
         .await
         .map_err(|e| Problem::api(k, "create", resource, a.name.as_deref(), e))?;
     let name = created.name_any();
-    let uid = created.uid().unwrap_or_default();
     println!(
         "executionstopset/{name} created (flow {}, preview: nothing is stopped yet)",
         a.flow
     );
+    let mut follow = Follow::after(api.clone(), &created);
+    // Until it goes live, the set is a preview only: whatever ends the command deletes it.
+    let decided = preview(a, &name, created, &mut follow).await;
+    let delete = |why: &'static str| {
+        let (api, name) = (api.clone(), name.clone());
+        async move {
+            let _ = api.delete(&name, &DeleteParams::default()).await;
+            println!("{why}: nothing was stopped (executionstopset/{name} deleted)");
+        }
+    };
+    let matched = match decided {
+        Ok(Previewed::Go(matched)) => matched,
+        Ok(Previewed::Done(code, why)) => {
+            delete(why).await;
+            return Ok(code);
+        }
+        Err(p) => {
+            delete("stopped before going live").await;
+            return Err(p);
+        }
+    };
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"dryRun": false}})),
+    )
+    .await
+    .map_err(|e| Problem::api(k, "patch", resource, Some(&name), e))?;
+    println!("stopping {matched} executions (executionstopset/{name})");
+    // --timeout counts from here: time spent reading the preview is the person's.
     let wait = Waiting {
         name: &name,
-        uid: &uid,
-        deadline,
+        deadline: Instant::now() + a.timeout,
         timeout: a.timeout,
     };
-    // The preview.
+    let mut bar = Progress::new(std::io::stdout().is_terminal());
+    let mut status = None;
+    loop {
+        let current = wait.next(&mut follow, status.as_ref()).await?;
+        let s = current.status.clone().unwrap_or_default();
+        status = Some(s.clone());
+        if current.metadata.generation != s.observed_generation {
+            continue;
+        }
+        match s.phase {
+            Some(SetPhase::Completed | SetPhase::Failed) => {
+                bar.show(&s.children, true);
+                return Ok(set_outcome(&name, &s));
+            }
+            Some(SetPhase::Pending) if s.denied_by_policy => return Ok(set_outcome(&name, &s)),
+            _ => bar.show(&s.children, false),
+        }
+    }
+}
+
+enum Previewed {
+    /// Confirmed: this many executions match.
+    Go(u32),
+    /// Not going live: the exit code, and why.
+    Done(i32, &'static str),
+}
+
+/// Waits for the preview, shows it and asks.
+async fn preview(
+    a: &StopArgs,
+    name: &str,
+    created: ExecutionStopSet,
+    follow: &mut Follow<ExecutionStopSet>,
+) -> Result<Previewed, Problem> {
+    let max_count = a.max_count.expect("clap requires it without an execution");
+    let wait = Waiting {
+        name,
+        deadline: Instant::now() + a.timeout,
+        timeout: a.timeout,
+    };
     let mut current = created;
     let preview = loop {
         let s = current.status.clone().unwrap_or_default();
-        match s.phase {
-            Some(SetPhase::Previewing) if s.observed_generation == current.metadata.generation => {
-                break s;
+        if s.observed_generation == current.metadata.generation {
+            match s.phase {
+                Some(SetPhase::Previewing) => break s,
+                Some(SetPhase::Failed) => {
+                    return Ok(Previewed::Done(set_outcome(name, &s), "the preview failed"));
+                }
+                Some(SetPhase::Pending) if s.denied_by_policy => {
+                    return Ok(Previewed::Done(set_outcome(name, &s), "refused by policy"));
+                }
+                _ => {}
             }
-            Some(SetPhase::Failed) => return Ok(set_outcome(&name, &s)),
-            _ => {}
         }
-        current = wait.next(&mut follow, current.status.as_ref()).await?;
+        current = wait.next(follow, current.status.as_ref()).await?;
     };
     let matched = preview.matched.unwrap_or(0);
     if matched > max_count {
-        println!("more than --max-count ({max_count}) executions match; nothing is stopped");
-        let _ = api.delete(&name, &DeleteParams::default()).await;
-        return Ok(exit::FAILED);
+        println!("more than --max-count ({max_count}) executions match");
+        return Ok(Previewed::Done(exit::FAILED, "too many matches"));
     }
     println!("{matched} executions match");
     for n in &preview.first_matches {
@@ -346,19 +400,16 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
             matched as usize - preview.first_matches.len()
         );
     }
-    if a.dry_run || matched == 0 {
-        let _ = api.delete(&name, &DeleteParams::default()).await;
-        println!(
-            "{}: nothing was stopped (executionstopset/{name} deleted)",
-            if a.dry_run { "dry run" } else { "no match" }
-        );
-        return Ok(exit::STOPPED);
+    if a.dry_run {
+        return Ok(Previewed::Done(exit::STOPPED, "dry run"));
+    }
+    if matched == 0 {
+        return Ok(Previewed::Done(exit::STOPPED, "no match"));
     }
     if !a.yes {
         if !std::io::stdin().is_terminal() {
-            let _ = api.delete(&name, &DeleteParams::default()).await;
             return Err(Problem::usage(format!(
-                "not stopping {matched} executions without confirmation: pass --yes when not on a terminal (executionstopset/{name} deleted)"
+                "not stopping {matched} executions without confirmation: pass --yes when not on a terminal"
             )));
         }
         print!("Stop these {matched} executions? [y/N] ");
@@ -366,40 +417,15 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            let _ = api.delete(&name, &DeleteParams::default()).await;
-            println!("declined: nothing was stopped (executionstopset/{name} deleted)");
-            return Ok(exit::ABORTED);
+            return Ok(Previewed::Done(exit::ABORTED, "declined"));
         }
     }
-    api.patch(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"spec": {"dryRun": false}})),
-    )
-    .await
-    .map_err(|e| Problem::api(k, "patch", resource, Some(&name), e))?;
-    println!("stopping {matched} executions (executionstopset/{name})");
-    let mut bar = Progress::new(std::io::stdout().is_terminal());
-    loop {
-        current = wait.next(&mut follow, current.status.as_ref()).await?;
-        let s = current.status.clone().unwrap_or_default();
-        if current.metadata.generation != s.observed_generation {
-            continue;
-        }
-        match s.phase {
-            Some(SetPhase::Completed | SetPhase::Failed) => {
-                bar.show(&s.children, true);
-                return Ok(set_outcome(&name, &s));
-            }
-            _ => bar.show(&s.children, false),
-        }
-    }
+    Ok(Previewed::Go(matched))
 }
 
 /// What following a set needs to say why it stopped.
 struct Waiting<'a> {
     name: &'a str,
-    uid: &'a str,
     deadline: Instant,
     timeout: Duration,
 }
@@ -411,25 +437,23 @@ impl Waiting<'_> {
         status: Option<&flowstop::crd::set::ExecutionStopSetStatus>,
     ) -> Result<ExecutionStopSet, Problem> {
         let name = self.name;
-        follow
-            .next(self.uid, self.deadline)
-            .await
-            .map_err(|e| match e {
-                Stopped::Deadline => Problem {
-                    code: exit::TIMEOUT,
-                    message: format!(
-                        "timed out after {} waiting for executionstopset/{name}; last: {}",
-                        human(self.timeout),
-                        status.map_or_else(String::new, |s| ready_text(&s.conditions))
-                    ),
-                },
-                Stopped::Deleted => {
-                    Problem::error(format!("executionstopset/{name} was deleted while waiting"))
-                }
-                Stopped::Watch(e) => {
-                    Problem::error(format!("watching executionstopset/{name}: {e}"))
-                }
-            })
+        follow.next(self.deadline).await.map_err(|e| match e {
+            Stopped::Deadline => Problem {
+                code: exit::TIMEOUT,
+                message: format!(
+                    "timed out after {} waiting for executionstopset/{name}; last: {}",
+                    human(self.timeout),
+                    status.map_or_else(
+                        || "no status yet (is the operator running?)".into(),
+                        |s| ready_text(&s.conditions)
+                    )
+                ),
+            },
+            Stopped::Deleted => {
+                Problem::error(format!("executionstopset/{name} was deleted while waiting"))
+            }
+            Stopped::Watch(e) => Problem::error(format!("watching executionstopset/{name}: {e}")),
+        })
     }
 }
 

@@ -215,7 +215,7 @@ async fn a_set_is_previewed_then_stopped_with_yes_and_refused_without_it_off_a_t
         "no terminal control off a terminal: {stdout:?}"
     );
     assert_eq!(cloud.count("StopExecution", "OK"), 4);
-    // More than --max-count: nothing stopped, exit 4.
+    // --max-count 0 is refused at admission: a usage error, 2.
     let out = kubectl_flowstop(
         &ns,
         &[
@@ -229,39 +229,54 @@ async fn a_set_is_previewed_then_stopped_with_yes_and_refused_without_it_off_a_t
         ],
     )
     .await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    // More than --max-count match: nothing stopped, the preview deleted, 4.
+    cloud.start("f", "nightly-5", None).await;
+    cloud.start("f", "nightly-6", None).await;
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "--prefix",
+            "nightly-",
+            "--max-count",
+            "1",
+            "--secret",
+            "creds",
+            "--yes",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(stdout.contains("more than --max-count (1)"), "{stdout}");
     assert_eq!(
-        out.status.code(),
-        Some(2),
-        "--max-count 0 is refused at admission: {:?}",
-        text(&out)
+        cloud.count("StopExecution", "OK"),
+        4,
+        "nothing more stopped"
+    );
+    let left = installed().must(&["get", "estopset", "-n", &ns, "-o", "name"], None);
+    assert_eq!(
+        left.lines().count(),
+        1,
+        "only the completed set is left: {left}"
     );
     op.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_terminal_it_asks_and_draws_a_progress_bar() {
-    let (ns, cloud, op) = setup("plugin-tty", |_| {}, &[]).await;
-    for n in 1..=3 {
-        cloud.start("f", &format!("t-{n}"), None).await;
-    }
+/// Runs `kubectl flowstop ARGS` on a pseudo-terminal, answers the prompt with `answer`, and
+/// returns the exit code and everything the terminal showed.
+async fn on_terminal(ns: &str, args: &[&str], answer: &'static str) -> (Option<i32>, String) {
     let c = installed();
     let pty = nix::pty::openpty(None, None).unwrap();
     let slave = std::fs::File::from(pty.slave);
     let mut child = tokio::process::Command::new(c.bin_dir.join("kubectl"))
-        .args([
-            "flowstop",
-            "stop",
-            "f",
-            "--prefix",
-            "t-",
-            "--max-count",
-            "5",
-            "--secret",
-            "creds",
-        ])
+        .arg("flowstop")
+        .args(args)
         .arg("--kubeconfig")
         .arg(&c.kubeconfig)
-        .args(["-n", &ns])
+        .args(["-n", ns])
         .env(
             "PATH",
             format!(
@@ -291,7 +306,7 @@ async fn on_a_terminal_it_asks_and_draws_a_progress_bar() {
                     all.extend_from_slice(&buf[..n]);
                     if !answered && String::from_utf8_lossy(&all).contains("[y/N]") {
                         use std::io::Write;
-                        writer.write_all(b"y\n").unwrap();
+                        writer.write_all(answer.as_bytes()).unwrap();
                         answered = true;
                     }
                 }
@@ -304,8 +319,33 @@ async fn on_a_terminal_it_asks_and_draws_a_progress_bar() {
         .expect("the plugin finishes")
         .unwrap();
     drop(child);
-    let screen = reader.join().unwrap();
-    assert_eq!(status.code(), Some(0), "{screen}");
+    (status.code(), reader.join().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_terminal_it_asks_and_draws_a_progress_bar() {
+    let (ns, cloud, op) = setup("plugin-tty", |_| {}, &[]).await;
+    for n in 1..=3 {
+        cloud.start("f", &format!("t-{n}"), None).await;
+    }
+    let args = [
+        "stop",
+        "f",
+        "--prefix",
+        "t-",
+        "--max-count",
+        "5",
+        "--secret",
+        "creds",
+    ];
+    // Declined: 7, nothing stopped, the preview deleted.
+    let (code, screen) = on_terminal(&ns, &args, "n\n").await;
+    assert_eq!(code, Some(7), "{screen}");
+    assert!(screen.contains("declined: nothing was stopped"), "{screen}");
+    assert_eq!(cloud.calls("StopExecution"), 0);
+    // Confirmed: the bar, then the summary.
+    let (code, screen) = on_terminal(&ns, &args, "y\n").await;
+    assert_eq!(code, Some(0), "{screen}");
     assert!(
         screen.contains("Stop these 3 executions? [y/N]"),
         "{screen}"
@@ -317,7 +357,7 @@ async fn on_a_terminal_it_asks_and_draws_a_progress_bar() {
     // The bar's last drawing ends with a newline, and the summary follows on its own line.
     let tail = &screen[screen.rfind("3/3 final").unwrap()..];
     assert!(
-        tail.contains("\n") && tail.contains("Completed"),
+        tail.contains('\n') && tail.contains("Completed"),
         "{tail:?}"
     );
     assert_eq!(cloud.count("StopExecution", "OK"), 3);
@@ -438,5 +478,9 @@ async fn a_stop_no_policy_allows_exits_5() {
         "{stdout}"
     );
     assert_eq!(cloud.calls("StopExecution"), 0);
+    // It would wait for a policy; the plugin does not leave it to go ahead later.
+    assert!(stdout.contains("deleted"), "{stdout}");
+    let left = installed().must(&["get", "estop", "-n", &ns, "-o", "name"], None);
+    assert!(left.trim().is_empty(), "{left}");
     op.stop().await;
 }

@@ -15,7 +15,10 @@ async function outcome(fn) {
   try {
     return { ok: await fn() };
   } catch (e) {
-    return { code: e.code || null, status: e.statusCode || (e.data && e.data.httpCode) || null,
+    // pop-core 1.8 keeps the HTTP response on the error (e.entry.response), undocumented.
+    const response = e.entry && e.entry.response;
+    return { code: e.code || null,
+             status: e.statusCode || (response && response.statusCode) || (e.data && e.data.httpCode) || null,
              request_id: e.data && e.data.RequestId, error: String(e.message).slice(0, 200) };
   }
 }

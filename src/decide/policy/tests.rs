@@ -63,6 +63,14 @@ fn verdicts() {
     hangzhou.regions = vec!["cn-hangzhou".into()];
     let mut everyone = policy(None, &["shared-*"]);
     everyone.all_namespaces = true;
+    let broken = Some(LabelSelector {
+        match_labels: None,
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "team".into(),
+            operator: "Equals".into(),
+            values: Some(vec!["data".into()]),
+        }]),
+    });
     let not_web = Some(LabelSelector {
         match_labels: None,
         match_expressions: Some(vec![LabelSelectorRequirement {
@@ -177,9 +185,26 @@ fn verdicts() {
             ..Default::default()
         },
         Case {
-            name: "an empty selector selects nothing (admission refuses it anyway)",
+            name: "an empty selector, refused at admission, fails closed",
             policies: vec![("empty", policy(Some(LabelSelector::default()), &["*"]))],
-            want: Err("no ExecutionStopPolicy selects"),
+            mode: Mode::Open,
+            want: Err("cannot be read"),
+            ..Default::default()
+        },
+        Case {
+            name: "an unreadable selector fails closed in open mode, for every namespace",
+            policies: vec![("broken", policy(broken.clone(), &["*"]))],
+            mode: Mode::Open,
+            team: "ops",
+            want: Err("refuses everything until it is fixed"),
+            ..Default::default()
+        },
+        Case {
+            name: "another policy still allows beside an unreadable one",
+            policies: vec![
+                ("broken", policy(broken, &["*"])),
+                ("data", policy(team("data"), &["etl-*"])),
+            ],
             ..Default::default()
         },
     ];
@@ -199,8 +224,8 @@ fn verdicts() {
             (Ok(()), Verdict::Allowed) => {}
             (Err(piece), Verdict::Denied(m)) if m.contains(piece) => {
                 assert!(
-                    !m.contains("frontend-*"),
-                    "{}: names another team's flows: {m}",
+                    !m.contains("frontend-*") && !m.contains("web"),
+                    "{}: names another team's policy or flows: {m}",
                     c.name
                 );
             }

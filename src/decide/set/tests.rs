@@ -61,7 +61,11 @@ impl Case {
     }
 
     fn run(&self) -> Decision {
-        decide(&Input {
+        decide(&self.input())
+    }
+
+    fn input(&self) -> Input<'_> {
+        Input {
             spec: &self.spec,
             status: &self.status,
             generation: 1,
@@ -71,11 +75,13 @@ impl Case {
             existing: &self.existing,
             now: t(self.now),
             jitter: 0.5,
-            policy: &Policy::default(),
+            policy: &POLICY,
             verdict: &self.verdict,
-        })
+        }
     }
 }
+
+static POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(Policy::default);
 
 fn ready(s: &ExecutionStopSetStatus) -> (String, String) {
     let c = s
@@ -490,10 +496,18 @@ fn a_rejected_live_set_lists_its_snapshot_again_after_the_retry_time() {
     c.now = "59:59";
     assert!(matches!(c.run().action, Action::Wait(_)));
     assert_eq!(c.run().status, c.status);
-    // Once the retry time has come, the same snapshot is listed again.
-    c.status.next_attempt_time = Some(Time(t("30:00")));
-    c.now = "30:00";
-    let d = c.run();
+    // Once the retry time (an hour after the 403) has come, the same snapshot is listed again.
+    let at = c
+        .status
+        .next_attempt_time
+        .clone()
+        .expect("the retry time")
+        .0;
+    assert_eq!(at, t("00:00") + jiff::SignedDuration::from_hours(1));
+    let d = decide(&Input {
+        now: at,
+        ..c.input()
+    });
     assert_eq!(
         d.action,
         Action::List {
@@ -511,13 +525,20 @@ fn a_set_the_policies_refuse_lists_nothing_until_they_allow_it() {
     c.verdict = Verdict::Denied("no ExecutionStopPolicy selects namespace ns".into());
     let d = c.run();
     assert_eq!(d.action, Action::Wait(Policy::default().policy_recheck));
-    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(
+        d.status.phase,
+        Some(SetPhase::Pending),
+        "waiting for a policy"
+    );
     assert_eq!(ready(&d.status).1, "Forbidden");
     assert!(d.status.denied_by_policy);
-    assert_eq!(
-        d.status.snapshot_time, None,
-        "not gone live: nothing listed"
-    );
+    // Gone live all the same: the snapshot is the moment it was applied, so allowing it
+    // later never reaches executions started since.
+    let snapshot = d
+        .status
+        .snapshot_time
+        .clone()
+        .expect("recorded at going live");
     let e = d.event.clone().unwrap();
     assert!(e.0, "a Warning");
     assert_eq!(e.1, Reason::Forbidden);
@@ -529,12 +550,38 @@ fn a_set_the_policies_refuse_lists_nothing_until_they_allow_it() {
     );
     assert!(matches!(c.run().action, Action::Wait(_)));
     c.verdict = Verdict::Allowed;
+    c.now = "30:00";
     let d = c.run();
-    assert!(matches!(d.action, Action::List { .. }), "{d:?}");
+    assert_eq!(
+        d.action,
+        Action::List {
+            started_before: Some(snapshot.0),
+            cap: 6
+        },
+        "the snapshot of when it went live"
+    );
     assert!(!d.status.denied_by_policy);
-    assert!(d.status.snapshot_time.is_some(), "goes live now");
     assert_eq!(d.status.phase, Some(SetPhase::Listing));
     assert_eq!(d.status.last_error, None);
+}
+
+#[test]
+fn a_set_that_gave_up_and_is_refused_lists_nothing_when_flipped_live() {
+    // A preview that gave up, a policy that refuses it, then dryRun flipped to false.
+    let mut c = Case::new(
+        spec(true, 5),
+        Outcome::Listed(Err(FnfError::Timeout("t".into()))),
+    );
+    c.status.list_attempts = Policy::default().max_attempts - 1;
+    let gave_up = c.run();
+    assert_eq!(ready(&gave_up.status).1, "RetriesExhausted");
+    let mut c = Case::new(spec(false, 5), Outcome::Nothing);
+    c.status = gave_up.status;
+    c.verdict = Verdict::Denied("x".into());
+    let d = c.run();
+    assert!(matches!(d.action, Action::Wait(_)), "{d:?}");
+    assert_eq!(ready(&d.status).1, "Forbidden");
+    assert_eq!(d.status.matched, None, "nothing listed, no names shown");
 }
 
 #[test]
