@@ -83,7 +83,7 @@ async fn kstatus_and_argo_cd_judge_each_phase_as_intended() {
     let c = installed();
     let tool = health();
     let (ns, cloud, op) = setup("health", |_| {}, &[]).await;
-    for e in ["e1", "e2", "s1", "s2"] {
+    for e in ["e1", "e2", "s1", "s2", "x1", "x2", "x3"] {
         cloud.start("f", e, None).await;
     }
     cloud.stop_out_of_band("f", "e2").await;
@@ -105,7 +105,7 @@ async fn kstatus_and_argo_cd_judge_each_phase_as_intended() {
     c.apply(&set(
         &ns,
         "toomany",
-        "  maxCount: 1\n  selector: {executionNamePrefix: e}\n",
+        "  maxCount: 1\n  selector: {executionNamePrefix: x}\n",
     ));
     wait_for(c, &ns, "stopped", "jsonpath={.status.phase}=Stopped");
     wait_for(

@@ -143,11 +143,16 @@ func readObject(r io.Reader) map[string]interface{} {
 	if err != nil {
 		fail("reading the object: %v", err)
 	}
-	var obj map[string]interface{}
-	if err := yaml.Unmarshal(b, &obj); err != nil {
+	// Through Unstructured's own JSON decoding: integers stay int64, as kstatus expects.
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
 		fail("the object: %v", err)
 	}
-	return obj
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(j); err != nil {
+		fail("the object: %v", err)
+	}
+	return u.Object
 }
 
 func mustRead(path string) string {
