@@ -617,9 +617,10 @@ async fn single_stops_overtake_a_set_waiting_for_the_quota() {
     let s = wait_set(&ns, "big", "condition=Ready");
     assert_eq!(s["children"]["stopped"], 600, "{s:#}");
     assert_eq!(cloud.count("StopExecution", "OK"), 605);
+    // At most the benchmark's share of 429s (2 %): the lanes share one limiter.
     let throttled = cloud.count("StopExecution", "ResourceThrottled");
     assert!(
-        throttled <= 6,
+        throttled * 50 <= cloud.calls("StopExecution"),
         "StopExecution calls throttled: {throttled} of {}",
         cloud.calls("StopExecution")
     );

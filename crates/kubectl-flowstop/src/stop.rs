@@ -258,7 +258,9 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
     let max_count = a.max_count.expect("clap requires it without an execution");
     // What the person agrees to is what the preview counts: executions started after it
     // are not added when the set goes live.
-    let now = jiff::Timestamp::now();
+    // A Time keeps whole seconds: the next one, so nothing started this second is cut.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 1)
+        .expect("a time in range");
     let started_before = a.started_before.map_or(now, |t| t.min(now));
     let obj = ExecutionStopSet {
         metadata: meta(k, a, &a.flow),
