@@ -75,6 +75,26 @@ fn children(ns: &str, set: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Namespace, emulator and operator with the documented buckets (StopExecution and
+/// ListExecutions: 10, 2/s) refilled 10× faster, and the operator's limiters to match.
+async fn with_quota(prefix: &str) -> (String, Cloud, Operator) {
+    let quota = |cfg: &mut fnf_emulator::Config| {
+        cfg.no_quota = false;
+        cfg.quota_speedup = 10.0;
+    };
+    let sped_up = [
+        "--stop-rate",
+        "20",
+        "--stop-burst",
+        "10",
+        "--list-rate",
+        "20",
+        "--list-burst",
+        "10",
+    ];
+    setup(prefix, quota, &sped_up).await
+}
+
 async fn start_all(cloud: &Cloud, names: impl IntoIterator<Item = String>) {
     for n in names {
         cloud.start("f", &n, None).await;
@@ -384,22 +404,7 @@ async fn invalid_sets_are_rejected_naming_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_set_and_single_stops_share_the_quota() {
     let c = installed();
-    // The documented buckets (StopExecution and ListExecutions: 10, 2/s), refilled 10× faster.
-    let quota = |cfg: &mut fnf_emulator::Config| {
-        cfg.no_quota = false;
-        cfg.quota_speedup = 10.0;
-    };
-    let sped_up = [
-        "--stop-rate",
-        "20",
-        "--stop-burst",
-        "10",
-        "--list-rate",
-        "20",
-        "--list-burst",
-        "10",
-    ];
-    let (ns, cloud, op) = setup("set-quota", quota, &sped_up).await;
+    let (ns, cloud, op) = with_quota("set-quota").await;
     start_all(&cloud, (0..40).map(|n| format!("q-{n:02}"))).await;
     start_all(&cloud, (0..10).map(|n| format!("single-{n}"))).await;
     c.apply(&set_yaml(
@@ -535,22 +540,8 @@ async fn a_rejected_set_lists_again_once_its_secret_is_corrected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_stops_overtake_a_set_waiting_for_the_quota() {
     let c = installed();
-    // The documented StopExecution bucket (10, 2/s), refilled 10× faster: 600 stops take 30 s.
-    let quota = |cfg: &mut fnf_emulator::Config| {
-        cfg.no_quota = false;
-        cfg.quota_speedup = 10.0;
-    };
-    let sped_up = [
-        "--stop-rate",
-        "20",
-        "--stop-burst",
-        "10",
-        "--list-rate",
-        "20",
-        "--list-burst",
-        "10",
-    ];
-    let (ns, cloud, op) = setup("set-lanes", quota, &sped_up).await;
+    // 600 stops take 30 s at the sped-up 20/s.
+    let (ns, cloud, op) = with_quota("set-lanes").await;
     start_all(&cloud, (0..600).map(|n| format!("b-{n:03}"))).await;
     start_all(&cloud, (0..5).map(|n| format!("urgent-{n}"))).await;
     c.apply(&set_yaml(

@@ -5,22 +5,7 @@
 use testkit::cloud::Cloud;
 use testkit::cloud::{AK, SK};
 use testkit::fixtures::{ExecutionStop, secret};
-use testkit::operator::{Operator, eventually, installed, setup, status, wait_for};
-
-fn uid(ns: &str, name: &str) -> String {
-    installed().must(
-        &[
-            "get",
-            "estop",
-            "-n",
-            ns,
-            name,
-            "-o",
-            "jsonpath={.metadata.uid}",
-        ],
-        None,
-    )
-}
+use testkit::operator::{Operator, eventually, installed, setup, status, uid, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_namespaces_one_execution_one_stopped_one_already_finished() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use testkit::cloud::{AK, SK};
 use testkit::fixtures::secret;
-use testkit::operator::{installed, setup};
+use testkit::operator::{installed, setup, uid};
 
 fn plugin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_kubectl-flowstop"))
@@ -42,21 +42,6 @@ fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn uid(ns: &str, name: &str) -> String {
-    installed().must(
-        &[
-            "get",
-            "estop",
-            "-n",
-            ns,
-            name,
-            "-o",
-            "jsonpath={.metadata.uid}",
-        ],
-        None,
     )
 }
 
@@ -483,4 +468,28 @@ async fn a_stop_no_policy_allows_exits_5() {
     let left = installed().must(&["get", "estop", "-n", &ns, "-o", "name"], None);
     assert!(left.trim().is_empty(), "{left}");
     op.stop().await;
+}
+
+/// A cluster without flowstop's CRDs: a second, bare control plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_without_the_crds_says_to_install_them() {
+    let (mut plane, stdin, info) = testkit::cluster::launch(&[]);
+    let kubeconfig = testkit::cluster::get(&info, "kubeconfig").to_string();
+    for args in [vec!["get"], vec!["stop", "f", "e1", "--wait"]] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-flowstop"))
+            .args(&args)
+            .args(["--kubeconfig", &kubeconfig, "-n", "default"])
+            .output()
+            .await
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("does not serve executionstops.flowstop.dev: is flowstop installed?"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Closing its stdin takes the plane down.
+    drop(stdin);
+    plane.wait().unwrap();
 }

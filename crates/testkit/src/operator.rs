@@ -258,6 +258,22 @@ pub fn wait_for(c: &Cluster, ns: &str, name: &str, what: &str) {
     }
 }
 
+/// An ExecutionStop's uid (its requests' RequestId starts with it).
+pub fn uid(ns: &str, name: &str) -> String {
+    installed().must(
+        &[
+            "get",
+            "estop",
+            "-n",
+            ns,
+            name,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    )
+}
+
 pub fn status(c: &Cluster, ns: &str, name: &str) -> serde_json::Value {
     let out = c.must(
         &["get", "-n", ns, "executionstop", name, "-o", "json"],
