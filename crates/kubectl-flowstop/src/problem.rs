@@ -32,9 +32,13 @@ impl Problem {
                 "RBAC refused: {} may not {verb} {resource} in namespace {ns} ({}); ask for a Role with verb {verb:?} on {resource}",
                 k.user, s.message
             ),
-            // The API server's words when no such resource type is served.
+            // The API server's words when no such resource type is served: a plain 404 page
+            // for a group it does not know, "could not find the requested resource" for a
+            // resource missing from a group it does.
             kube::Error::Api(s)
-                if s.code == 404 && s.message.contains("could not find the requested resource") =>
+                if s.code == 404
+                    && (s.message.contains("404 page not found")
+                        || s.message.contains("could not find the requested resource")) =>
             {
                 format!(
                     "the cluster at {} does not serve {resource}: is flowstop installed? (kubectl apply -f crds/, or install the Helm chart)",
