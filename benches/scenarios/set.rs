@@ -110,10 +110,13 @@ pub async fn set_quota(env: &Env, n: usize, repeats: usize) -> anyhow::Result<Se
         };
         let last = tokio::time::timeout(Duration::from_secs(600), done).await??;
         let wall = t0.elapsed().as_secs_f64();
-        for (name, at) in singles.await?? {
+        // A small set can finish before its last singles do: wait for them too.
+        let created = singles.await??;
+        let names: Vec<String> = created.iter().map(|(n, _)| n.clone()).collect();
+        watch.all_done(&names, Duration::from_secs(60)).await?;
+        for (name, at) in created {
             let seen = watch.seen.lock().unwrap().get(&name).and_then(|s| s.done);
-            let done =
-                seen.ok_or_else(|| anyhow::anyhow!("{name} was not final when the set was"))?;
+            let done = seen.expect("all_done saw it final");
             latencies.push(done.duration_since(at).as_secs_f64());
         }
         let phase = last.and_then(|s| s.status).and_then(|s| s.phase);
