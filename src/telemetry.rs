@@ -90,6 +90,10 @@ impl Default for Metrics {
         let limiter_wait_micros = Counter::default();
         let status_writes = Counter::default();
         let denials = Family::<KindLabel, Counter>::default();
+        // Both kinds from zero, so the series exist (and increase() sees the first refusal).
+        for kind in ["ExecutionStop", "ExecutionStopSet"] {
+            denials.get_or_create(&KindLabel { kind: kind.into() });
+        }
         registry.register(
             "policy_denials",
             "Objects refused by the ExecutionStopPolicies (each refusal once), by kind",
@@ -221,6 +225,8 @@ impl Collector for ObjectsByPhase {
             return Ok(());
         }
         let mut counts = [0i64; PHASES.len()];
+        let now = jiff::Timestamp::now();
+        let mut oldest_unfinished = 0.0f64;
         for obj in stores.iter().flat_map(|s| s.state()) {
             let phase = obj
                 .status
@@ -229,6 +235,12 @@ impl Collector for ObjectsByPhase {
                 .unwrap_or(Phase::Pending);
             if let Some(n) = PHASES.iter().position(|p| *p == phase) {
                 counts[n] += 1;
+            }
+            if !phase.is_final()
+                && let Some(created) = &obj.metadata.creation_timestamp
+            {
+                let age = now.duration_since(created.0).as_secs_f64();
+                oldest_unfinished = oldest_unfinished.max(age);
             }
         }
         let family = Family::<PhaseLabel, Gauge>::default();
@@ -245,7 +257,18 @@ impl Collector for ObjectsByPhase {
             None,
             family.metric_type(),
         )?;
-        family.encode(metric)
+        family.encode(metric)?;
+        // The "stuck" alert's input: a count cannot tell one object waiting for an hour
+        // from a steady stream of new ones.
+        let oldest = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        oldest.set(oldest_unfinished);
+        let metric = encoder.encode_descriptor(
+            "oldest_unfinished_seconds",
+            "Age of the oldest ExecutionStop that is not final (0 when none)",
+            None,
+            oldest.metric_type(),
+        )?;
+        oldest.encode(metric)
     }
 }
 
@@ -325,6 +348,29 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
+        // "c" has no creation time here; "b", made an hour ago, is the oldest unfinished;
+        // "a", older still, is final and does not count.
+        let age = |text: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix("flowstop_oldest_unfinished_seconds "))
+                .expect("the age gauge")
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(age(&text), 0.0, "{text}");
+        let created = |secs| {
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::now() - jiff::SignedDuration::from_secs(secs),
+            ))
+        };
+        let mut b = estop("b", Some(Phase::Stopping));
+        b.metadata.creation_timestamp = created(3600);
+        writer.apply_watcher_event(&Event::Apply(b));
+        let mut a = estop("a", Some(Phase::Stopped));
+        a.metadata.creation_timestamp = created(7200);
+        writer.apply_watcher_event(&Event::Apply(a));
+        let text = m.encode();
+        assert!((3600.0..3660.0).contains(&age(&text)), "{text}");
         // A deleted object is no longer counted.
         writer.apply_watcher_event(&Event::Delete(estop("b", Some(Phase::Stopping))));
         let text = m.encode();

@@ -9,14 +9,7 @@ use testkit::fixtures::ExecutionStop;
 use testkit::operator::{installed, repo, setup, wait_for};
 
 fn health() -> PathBuf {
-    let script = repo("crates/testkit/tools/build.sh");
-    let out = Command::new(script).arg("health").output().unwrap();
-    assert!(
-        out.status.success(),
-        "building the health tool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().into()
+    testkit::tools::tool("health")
 }
 
 fn customization(kind: &str) -> PathBuf {

@@ -2,8 +2,10 @@
 //! share one control plane, so they live in this one test binary.
 
 mod admission;
+mod chart;
 mod endpoints;
 mod health;
+mod observability;
 mod operator;
 mod reliability;
 mod sets;

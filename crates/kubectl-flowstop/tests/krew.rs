@@ -7,14 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn krew() -> std::path::PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testkit/tools/build.sh");
-    let out = Command::new(script).arg("krew").output().unwrap();
-    assert!(
-        out.status.success(),
-        "building krew: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().into()
+    testkit::tools::tool("krew")
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! - `operator`: install crds/ and deploy/, run `flowstop run` as its ServiceAccount;
 //! - `cloud`: an in-process fnf-emulator and a client on it;
 //! - `fixtures`: typed builders of the objects tests apply;
-//! - `oracle`: Alibaba's official SDKs, installed by scripts/oracles.
+//! - `oracle`: Alibaba's official SDKs, installed by scripts/oracles;
+//! - `tools`: helm, promtool, krew and the health judges, built from their modules.
 #![forbid(unsafe_code)]
 
 pub mod cloud;
@@ -13,3 +14,4 @@ pub mod controlplane;
 pub mod fixtures;
 pub mod operator;
 pub mod oracle;
+pub mod tools;
