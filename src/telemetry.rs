@@ -92,7 +92,7 @@ impl Default for Metrics {
         let denials = Family::<KindLabel, Counter>::default();
         // Both kinds from zero, so the series exist (and increase() sees the first refusal).
         for kind in ["ExecutionStop", "ExecutionStopSet"] {
-            denials.get_or_create(&KindLabel { kind: kind.into() });
+            let _zero = denials.get_or_create(&KindLabel { kind: kind.into() });
         }
         registry.register(
             "policy_denials",
