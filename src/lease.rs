@@ -36,6 +36,41 @@ pub fn can_take(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> boo
     }
 }
 
+/// Pure: the lease as `identity` leaves it on a clean shutdown, if it still holds it:
+/// no holder, renewed now, so a standby may take it at its next look instead of waiting
+/// for it to expire (client-go's ReleaseOnCancel does the same).
+pub fn released(spec: Option<&LeaseSpec>, identity: &str, now: Timestamp) -> Option<LeaseSpec> {
+    let spec = spec?;
+    (spec.holder_identity.as_deref() == Some(identity)).then(|| LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        renew_time: Some(MicroTime(now)),
+        ..spec.clone()
+    })
+}
+
+/// Gives the lease up if this replica still holds it (compare-and-swap: a replica that
+/// took it meanwhile keeps it).
+pub async fn release(client: &kube::Client, c: &LeaseConfig) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
+    let result = async {
+        let Some(mut lease) = api.get_opt(&c.name).await? else {
+            return Ok(false);
+        };
+        let Some(spec) = released(lease.spec.as_ref(), &c.identity, Timestamp::now()) else {
+            return Ok(false);
+        };
+        lease.spec = Some(spec);
+        api.replace(&c.name, &PostParams::default(), &lease).await.map(|_| true)
+    };
+    match tokio::time::timeout(c.renew_every, result).await {
+        Ok(Ok(true)) => tracing::info!(lease = %c.name, "released the lease"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the lease; it expires instead"),
+        Err(_) => tracing::warn!("releasing the lease timed out; it expires instead"),
+    }
+}
+
 /// One attempt to take or renew; true if we hold the lease afterwards.
 async fn try_hold(api: &Api<Lease>, c: &LeaseConfig) -> Result<bool, kube::Error> {
     let now = Timestamp::now();
@@ -159,5 +194,20 @@ mod tests {
             can_take(Some(&spec("b", "2024-01-01T00:00:04Z")), "a", now),
             "b expired"
         );
+    }
+
+    #[test]
+    fn a_clean_shutdown_frees_the_lease_only_if_we_hold_it() {
+        let now: Timestamp = "2024-01-01T00:00:20Z".parse().unwrap();
+        let freed = released(Some(&spec("a", "2024-01-01T00:00:19Z")), "a", now).unwrap();
+        assert_eq!(freed.holder_identity, None);
+        assert_eq!(freed.renew_time, Some(MicroTime(now)));
+        assert!(can_take(Some(&freed), "b", now), "b may take it at once");
+        assert_eq!(
+            released(Some(&spec("b", "2024-01-01T00:00:19Z")), "a", now),
+            None,
+            "b's lease is not ours to free"
+        );
+        assert_eq!(released(None, "a", now), None);
     }
 }

@@ -152,7 +152,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.ready.store(false, Ordering::Relaxed);
     }
     tokio::spawn(policy_watch);
-    let exit = exit_signal(client.clone(), args.leader_election.then_some(lease));
+    let exit = exit_signal(client.clone(), args.leader_election.then_some(lease.clone()));
     let policy_stores = ctx.policies.stores();
     let (controllers, stores) = controllers(&args, ctx, exit.clone());
     metrics.count_objects_in(stores.clone());
@@ -163,7 +163,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         failed = admin => return Err(failed),
     }
     match exit.await {
-        Exit::Signal => Ok(()),
+        Exit::Signal => {
+            // The controllers have stopped: hand the Lease over now rather than make the
+            // standby wait for it to expire (a rolling restart, a drain).
+            if args.leader_election {
+                lease::release(&client, &lease).await;
+            }
+            Ok(())
+        }
         Exit::LostLeadership => {
             anyhow::bail!("lost leadership; exiting so a fresh replica can stand by")
         }

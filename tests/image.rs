@@ -56,7 +56,7 @@ fn image_archive_is_a_runnable_non_root_oci_image() {
     let m = &index["manifests"][0];
     assert_eq!(
         m["annotations"]["io.containerd.image.name"],
-        format!("flowstop:{}", env!("CARGO_PKG_VERSION"))
+        format!("docker.io/library/flowstop:{}", env!("CARGO_PKG_VERSION"))
     );
     let manifest: serde_json::Value =
         serde_json::from_slice(blob(&files, m["digest"].as_str().unwrap())).unwrap();

@@ -1,7 +1,12 @@
 """Writes an OCI image archive (an OCI image layout in a tar) around one static binary,
 without a container engine. Deterministic: fixed times and owners, sorted entries.
 
-Usage: oci.py BINARY OUT.tar NAME:TAG
+Usage: oci.py BINARY OUT.tar NAME:TAG [ENTRY [CMD...]]
+  ENTRY  the binary's name in the image, /ENTRY (default flowstop, with CMD `run`)
+
+NAME is recorded as containerd and Kubernetes normalize it (`flowstop` becomes
+`docker.io/library/flowstop`), so `ctr -n k8s.io images import` makes the image a Pod's
+`image: flowstop:TAG` finds without a registry.
 """
 import gzip
 import hashlib
@@ -11,7 +16,14 @@ import sys
 import tarfile
 
 binary, out, ref = sys.argv[1:4]
+entry = sys.argv[4] if len(sys.argv) > 4 else "flowstop"
+cmd = sys.argv[5:] if len(sys.argv) > 4 else ["run"]
 name, tag = ref.rsplit(":", 1)
+first = name.split("/")[0]
+if "/" not in name:
+    name = "docker.io/library/" + name
+elif "." not in first and ":" not in first and first != "localhost":
+    name = "docker.io/" + name
 UID = 65532
 
 
@@ -35,7 +47,7 @@ with tarfile.open(fileobj=layer_tar, mode="w", format=tarfile.PAX_FORMAT) as t:
     add(t, "etc/group", b"root:x:0:\nnonroot:x:%d:\n" % UID, 0o644)
     add(t, "etc/passwd", b"root:x:0:0:root:/:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/:/sbin/nologin\n" % (UID, UID), 0o644)
     with open(binary, "rb") as f:
-        add(t, "flowstop", f.read(), 0o755)
+        add(t, entry, f.read(), 0o755)
 layer = layer_tar.getvalue()
 diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
 gz = io.BytesIO()
@@ -52,11 +64,11 @@ config = json.dumps({
     "architecture": "amd64",
     "os": "linux",
     "config": {
-        "Entrypoint": ["/flowstop"],
-        "Cmd": ["run"],
+        "Entrypoint": ["/" + entry],
+        "Cmd": cmd,
         "User": "%d:%d" % (UID, UID),
         "WorkingDir": "/",
-        "Labels": {"org.opencontainers.image.title": "flowstop",
+        "Labels": {"org.opencontainers.image.title": entry,
                    "org.opencontainers.image.version": tag},
     },
     "rootfs": {"type": "layers", "diff_ids": [diff_id]},

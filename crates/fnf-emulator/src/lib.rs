@@ -145,6 +145,12 @@ impl Drop for Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let api = TcpListener::bind(config.listen).await?;
     let admin = TcpListener::bind(config.admin_listen).await?;
+    serve(config, api, admin)
+}
+
+/// Serves on listeners bound by the caller (e.g. inside another network namespace) until
+/// the returned value is dropped; `config.listen` and `config.admin_listen` are ignored.
+pub fn serve(config: Config, api: TcpListener, admin: TcpListener) -> anyhow::Result<Running> {
     let (addr, admin_addr) = (api.local_addr()?, admin.local_addr()?);
     let emulator = Arc::new(Emulator::new(config)?);
     let api_app = rpc::router(emulator.clone());
