@@ -61,7 +61,9 @@ pub async fn release(client: &kube::Client, c: &LeaseConfig) {
             return Ok(false);
         };
         lease.spec = Some(spec);
-        api.replace(&c.name, &PostParams::default(), &lease).await.map(|_| true)
+        api.replace(&c.name, &PostParams::default(), &lease)
+            .await
+            .map(|_| true)
     };
     match tokio::time::timeout(c.renew_every, result).await {
         Ok(Ok(true)) => tracing::info!(lease = %c.name, "released the lease"),

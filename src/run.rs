@@ -152,7 +152,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.ready.store(false, Ordering::Relaxed);
     }
     tokio::spawn(policy_watch);
-    let exit = exit_signal(client.clone(), args.leader_election.then_some(lease.clone()));
+    let exit = exit_signal(
+        client.clone(),
+        args.leader_election.then_some(lease.clone()),
+    );
     let policy_stores = ctx.policies.stores();
     let (controllers, stores) = controllers(&args, ctx, exit.clone());
     metrics.count_objects_in(stores.clone());

@@ -67,6 +67,7 @@ teardown() {
     umount /run/netns 2>/dev/null || true; rmdir /run/netns 2>/dev/null || true
   fi
   rm -rf "$dir" "$state/$name"
+  rmdir /run/containerd/s /run/containerd 2>/dev/null || true # containerd 1.6 always makes these
 }
 
 mkdir -p "$state"

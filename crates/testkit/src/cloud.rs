@@ -34,8 +34,13 @@ impl Cloud {
             adjust(c)
         })
         .await;
+        Self::on(emu)
+    }
+
+    /// A client on an emulator started elsewhere (e.g. inside a node's namespace).
+    pub fn on(emu: Running) -> Cloud {
         let account = Account {
-            endpoint: Endpoint::url(&emu.url(), false).unwrap(),
+            endpoint: Endpoint::url(&emu.url(), !emu.addr.ip().is_loopback()).unwrap(),
             credentials: Credentials::new(AK, SK, None),
         };
         let client = fnf::Client::new(

@@ -3,6 +3,7 @@
 //! - `cluster`: one such plane per test process, driven with kubectl as users do;
 //! - `operator`: install crds/ and deploy/, run `flowstop run` as its ServiceAccount;
 //! - `cloud`: an in-process fnf-emulator and a client on it;
+//! - `node`: a real single node (kubelet, containerd, runc, CNI) in a network namespace;
 //! - `fixtures`: typed builders of the objects tests apply;
 //! - `oracle`: Alibaba's official SDKs, installed by scripts/oracles;
 //! - `tools`: helm, promtool, krew and the health judges, built from their modules.
@@ -12,6 +13,7 @@ pub mod cloud;
 pub mod cluster;
 pub mod controlplane;
 pub mod fixtures;
+pub mod node;
 pub mod operator;
 pub mod oracle;
 pub mod tools;
