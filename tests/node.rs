@@ -214,6 +214,17 @@ async fn the_operator_runs_as_pods_on_a_real_node() {
     forced_leader_deletion(&node, &cloud).await;
     rolling_restart(&node, &cloud).await;
     memory_at_rest(&node, &cloud).await;
+    chart_on_the_node(&node, &cloud).await;
+
+    // Closing the launcher's stdin takes everything down: nothing of the node remains.
+    let (netns, dir) = (node.netns.clone(), node.dir.clone());
+    drop(node);
+    assert!(!netns.exists(), "{} removed", netns.display());
+    assert!(!dir.exists(), "{} removed", dir.display());
+    for controller in ["memory", "cpu", "pids"] {
+        let kubepods = PathBuf::from(format!("/sys/fs/cgroup/{controller}/kubepods"));
+        assert!(!kubepods.exists(), "{} removed", kubepods.display());
+    }
 }
 
 fn install(node: &Node) {
@@ -553,4 +564,83 @@ async fn memory_at_rest(node: &Node, cloud: &Cloud) {
     );
     assert!(usage <= 64 << 20, "{usage} bytes > 64 MiB");
     assert_stopped_once(cloud, "many-", 1000).await;
+}
+
+/// The Helm chart on the same node (what deploy/ was, through values): its Pods become
+/// Ready and stop an execution with RRSA. deploy/'s install is removed first.
+async fn chart_on_the_node(node: &Node, cloud: &Cloud) {
+    node.kubectl_ok(
+        &[
+            "delete",
+            "-k",
+            repo("tests/node").to_str().unwrap(),
+            "--wait",
+            "--timeout=180s",
+        ],
+        None,
+    );
+    let out = std::process::Command::new(testkit::tools::tool("helm"))
+        .args(["install", "flowstop"])
+        .arg(repo("charts/flowstop"))
+        .arg("--kubeconfig")
+        .arg(&node.kubeconfig)
+        .args(["-n", "flowstop-helm", "--create-namespace"])
+        // The CRDs stay from `kubectl apply -f crds/`; the same endpoint and RRSA as
+        // tests/node, as values.
+        .args(["--set", "crds.enabled=false", "--set", "fnf.regionId="])
+        .args(["--set", &format!("fnf.endpoint=http://{NODE_IP}:9000")])
+        .args([
+            "--set-json",
+            r#"extraEnv=[{"name":"FLOWSTOP_ALLOW_INSECURE_HTTP","value":"true"}]"#,
+        ])
+        .args(["--set", "credentials.rrsa.enabled=true"])
+        .args([
+            "--set",
+            "credentials.rrsa.roleArn=acs:ram::123:role/flowstop",
+        ])
+        .args([
+            "--set",
+            "credentials.rrsa.oidcProviderArn=acs:ram::123:oidc-provider/ack-rrsa-c1",
+        ])
+        .args([
+            "--set",
+            &format!("credentials.rrsa.stsEndpoint=http://{NODE_IP}:9000"),
+        ])
+        .args(["--wait", "--timeout=180s"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods = json(
+        node,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "flowstop-helm",
+            "-l",
+            "app.kubernetes.io/name=flowstop",
+        ],
+    );
+    let ready = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+        .count();
+    assert_eq!(ready, 2, "both replicas of the chart Ready");
+    let tokens_before = cloud.emu.emulator.lock().seen_oidc_tokens.len();
+    node.kubectl_ok(&["create", "namespace", "helm"], None);
+    cloud.start(FLOW, "helm-0", None).await;
+    let stop = ExecutionStop::new("helm", "helm-0", FLOW, "helm-0");
+    node.kubectl_ok(&["apply", "-f", "-"], Some(&stop.yaml()));
+    wait_all_stopped(node, "helm", 1, Duration::from_secs(60));
+    assert_stopped_once(cloud, "helm-", 1).await;
+    assert!(
+        cloud.emu.emulator.lock().seen_oidc_tokens.len() > tokens_before,
+        "the chart's operator exchanged its own projected token"
+    );
 }

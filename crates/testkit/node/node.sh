@@ -62,6 +62,9 @@ teardown() {
   for cg in /sys/fs/cgroup/*/kubepods; do
     [ -d "$cg" ] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
+  # The host's end of the veth: with it goes the node's end, even if some dying process
+  # still keeps the namespace alive.
+  ip link del "fsn${name##*-}" 2>/dev/null || true
   ip netns del "$name" 2>/dev/null || true
   if [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ]; then
     umount /run/netns 2>/dev/null || true; rmdir /run/netns 2>/dev/null || true
@@ -94,7 +97,8 @@ in_ns() { nsenter --net="$ns" "$@"; }
 # Starts a daemon in the node's namespace, own session, log in $dir/NAME.log.
 start() {
   local label=$1; shift
-  setsid nsenter --net="$ns" "$@" </dev/null >"$dir/$label.log" 2>&1 &
+  # 9>&-: the daemons must not hold the lock, or a SIGKILLed launcher keeps it held.
+  setsid nsenter --net="$ns" "$@" </dev/null >"$dir/$label.log" 2>&1 9>&- &
   echo $! >>"$dir/pids"
   disown $!
 }

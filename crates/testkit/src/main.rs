@@ -16,6 +16,13 @@ struct Cli {
 enum Command {
     /// Run a local Kubernetes control plane (etcd + kube-apiserver) in the foreground
     ControlPlane(testkit::controlplane::ServeArgs),
+    /// Run a single-node cluster (kubelet, containerd, runc, CNI) in a network namespace of
+    /// its own, with these OCI archives imported; prints `kubeconfig PATH` and `ready`, and
+    /// tears it down when standard input closes (crates/testkit/node/node.sh)
+    Node {
+        /// OCI image archives to import (e.g. scripts/image's)
+        images: Vec<PathBuf>,
+    },
     /// Install crds/ (waiting until served) and deploy/ with kubectl
     Install(Plane),
     /// Write a kubeconfig acting as a ServiceAccount (a real TokenRequest token); print its path
@@ -49,6 +56,7 @@ impl Plane {
 async fn main() {
     let result = match Cli::parse().command {
         Command::ControlPlane(a) => testkit::controlplane::serve(a).await,
+        Command::Node { images } => testkit::node::run_launcher(&images),
         Command::Install(plane) => plane.cluster().map(|c| testkit::operator::install(&c)),
         Command::ServiceAccountKubeconfig {
             plane,

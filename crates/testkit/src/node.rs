@@ -58,16 +58,30 @@ pub fn image(binary: &Path, out: &Path, name: &str, entry: &str) -> anyhow::Resu
     Ok(())
 }
 
+/// `testkit node`: the launcher in the foreground, its stdin and stdout ours.
+pub fn run_launcher(images: &[PathBuf]) -> anyhow::Result<()> {
+    let status = launcher(images)?.status()?;
+    if !status.success() {
+        bail!("node.sh: {status}");
+    }
+    Ok(())
+}
+
+fn launcher(images: &[impl AsRef<std::ffi::OsStr>]) -> anyhow::Result<Command> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/node.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(script)
+        .args(images)
+        .env("FLOWSTOP_CONTROL_PLANE_BIN", crate::cluster::bin_dir())
+        .env("FLOWSTOP_NODE_BIN", bin_dir());
+    Ok(cmd)
+}
+
 impl Node {
     /// Starts a node with these OCI archives imported; returns once it is Ready.
     pub fn start(images: &[&Path]) -> anyhow::Result<Node> {
         let control_plane = crate::cluster::bin_dir();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/node.sh");
-        let mut launcher = Command::new("bash")
-            .arg(script)
-            .args(images)
-            .env("FLOWSTOP_CONTROL_PLANE_BIN", &control_plane)
-            .env("FLOWSTOP_NODE_BIN", bin_dir())
+        let mut launcher = launcher(images)?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
