@@ -242,7 +242,7 @@ fn install(node: &Node) {
     node.kubectl_ok(&["apply", "-k", repo("tests/node").to_str().unwrap()], None);
 }
 
-/// 1. Both replicas Ready, exactly one holds the Lease, an ExecutionStop is Stopped.
+/// Scenario 1: Both replicas Ready, exactly one holds the Lease, an ExecutionStop is Stopped.
 /// Returns the leader's Pod name.
 async fn replicas_ready_one_leader(node: &Node, cloud: &Cloud) -> String {
     node.kubectl_ok(
@@ -284,7 +284,7 @@ async fn replicas_ready_one_leader(node: &Node, cloud: &Cloud) -> String {
     holder
 }
 
-/// 5. The leader's container, as the runtime runs it: uid 65532, no capabilities, no
+/// Scenario 5: The leader's container, as the runtime runs it: uid 65532, no capabilities, no
 /// privilege escalation, a read-only root filesystem; and it has just worked.
 fn runs_locked_down(node: &Node, leader: &str) {
     let pods = operator_pods(node);
@@ -357,7 +357,7 @@ fn runs_locked_down(node: &Node, leader: &str) {
     eprintln!("locked down: pid {pid} uid 65532, CapEff 0, NoNewPrivs, seccomp, / ro");
 }
 
-/// 6. RRSA as on ACK: the stop uses the operator's own credentials, which come from
+/// Scenario 6: RRSA as on ACK: the stop uses the operator's own credentials, which come from
 /// exchanging the projected token for STS keys; the STS stand-in received that very
 /// token, and the API server says it is the operator's, for audience sts.aliyuncs.com.
 async fn rrsa(node: &Node, cloud: &Cloud) {
@@ -395,7 +395,7 @@ async fn rrsa(node: &Node, cloud: &Cloud) {
     );
 }
 
-/// 4. /metrics through the flowstop-metrics Service, from a Pod in the namespace.
+/// Scenario 4: /metrics through the flowstop-metrics Service, from a Pod in the namespace.
 fn metrics_through_the_service(node: &Node) {
     let pod = serde_json::json!({
         "apiVersion": "v1",
@@ -442,7 +442,7 @@ fn handover(node: &Node, old: &str, since: Instant, limit: Duration) -> (String,
     (new, since.elapsed())
 }
 
-/// 2. The leader Pod force-deleted during a burst of 100: the standby takes over within
+/// Scenario 2: The leader Pod force-deleted during a burst of 100: the standby takes over within
 /// the lease; every execution stopped by exactly one call; every object final.
 async fn forced_leader_deletion(node: &Node, cloud: &Cloud) {
     let before = stop_calls(cloud);
@@ -484,7 +484,7 @@ async fn forced_leader_deletion(node: &Node, cloud: &Cloud) {
     });
 }
 
-/// 3. `kubectl rollout restart` during a burst: the same guarantees, and the leader
+/// Scenario 3: `kubectl rollout restart` during a burst: the same guarantees, and the leader
 /// releases the Lease on SIGTERM, so the next one leads well before it would expire.
 async fn rolling_restart(node: &Node, cloud: &Cloud) {
     let before = stop_calls(cloud);
@@ -530,7 +530,7 @@ async fn rolling_restart(node: &Node, cloud: &Cloud) {
     assert_stopped_once(cloud, "roll-", 100).await;
 }
 
-/// 7. The leader Pod's memory cgroup at rest, with 1,000 finished objects: ≤ 64 MiB.
+/// Scenario 7: The leader Pod's memory cgroup at rest, with 1,000 finished objects: ≤ 64 MiB.
 async fn memory_at_rest(node: &Node, cloud: &Cloud) {
     // 100 keys of burst 10: the operator's limiter lets all 1,000 go at once.
     burst(node, cloud, "many", "many-", 1000, 100).await;
