@@ -136,7 +136,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("flowstop-{:08x}", rand::random::<u32>()));
     let metrics = Arc::new(Metrics::default());
-    let (ctx, policy_watch) = context(&args, client.clone(), metrics.clone(), &identity)?;
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let (ctx, policy_watch) = context(&args, client.clone(), metrics.clone(), &identity, stopping)?;
     let admin = admin_server(args.metrics_addr, metrics.clone()).await?;
     let lease = LeaseConfig {
         name: args.lease_name.clone(),
@@ -156,6 +157,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client.clone(),
         args.leader_election.then_some(lease.clone()),
     );
+    tokio::spawn({
+        let exit = exit.clone();
+        async move {
+            exit.await;
+            let _ = stopping_tx.send(true);
+        }
+    });
     let policy_stores = ctx.policies.stores();
     let (controllers, stores) = controllers(&args, ctx, exit.clone());
     metrics.count_objects_in(stores.clone());
@@ -186,6 +194,7 @@ fn context(
     client: kube::Client,
     metrics: Arc<Metrics>,
     identity: &str,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Context>, BoxFuture<'static, ()>)> {
     let timeout = Duration::from_secs(args.call_timeout);
     let extra_ca = match &args.extra_ca_file {
@@ -235,6 +244,7 @@ fn context(
             per_second: args.list_rate,
         }),
         sets: std::sync::OnceLock::new(),
+        stopping,
         metrics,
         secrets: reconcile::SecretCache::default(),
         recorder: Recorder::new(

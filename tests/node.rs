@@ -446,12 +446,13 @@ fn handover(node: &Node, old: &str, since: Instant, limit: Duration) -> (String,
 /// the lease; every execution stopped by exactly one call; every object final.
 async fn forced_leader_deletion(node: &Node, cloud: &Cloud) {
     let before = stop_calls(cloud);
-    // 4 keys: 40 stops at once (burst 10 each), then 8/s, so the kill lands mid-burst.
-    burst(node, cloud, "kill", "kill-", 100, 4).await;
-    wait_for("45 stops of the burst", Duration::from_secs(60), || {
-        (stop_calls(cloud) >= before + 45).then_some(())
-    });
     let leader = lease_holder(node).expect("a leader");
+    // 2 keys: 20 stops at once (burst 10 each), then 4/s: the other 75 after the 25th take
+    // about 19 s, so the kill lands mid-burst even on a loaded machine.
+    burst(node, cloud, "kill", "kill-", 100, 2).await;
+    wait_for("25 stops of the burst", Duration::from_secs(60), || {
+        (stop_calls(cloud) >= before + 25).then_some(())
+    });
     node.kubectl_ok(
         &[
             "delete",
@@ -488,11 +489,11 @@ async fn forced_leader_deletion(node: &Node, cloud: &Cloud) {
 /// releases the Lease on SIGTERM, so the next one leads well before it would expire.
 async fn rolling_restart(node: &Node, cloud: &Cloud) {
     let before = stop_calls(cloud);
-    burst(node, cloud, "roll", "roll-", 100, 4).await;
-    wait_for("45 stops of the burst", Duration::from_secs(60), || {
-        (stop_calls(cloud) >= before + 45).then_some(())
-    });
     let leader = lease_holder(node).expect("a leader");
+    burst(node, cloud, "roll", "roll-", 100, 2).await;
+    wait_for("25 stops of the burst", Duration::from_secs(60), || {
+        (stop_calls(cloud) >= before + 25).then_some(())
+    });
     node.kubectl_ok(
         &["rollout", "restart", "deployment/flowstop", "-n", SYSTEM],
         None,
@@ -507,8 +508,15 @@ async fn rolling_restart(node: &Node, cloud: &Cloud) {
         },
     );
     let terminating = Instant::now();
+    let in_flight = stop_calls(cloud) - before;
+    assert!(
+        in_flight < 100,
+        "the restart landed mid-burst ({in_flight})"
+    );
     let (new, took) = handover(node, &leader, terminating, Duration::from_secs(60));
-    eprintln!("rollout restart: {leader} released, {new} leads after {took:?}");
+    eprintln!(
+        "rollout restart: {leader} released, {new} leads after {took:?} ({in_flight}/100 stopped then)"
+    );
     // Had it not been released, the lease would run out at the earliest a lease minus
     // one renewal period (10 s) after SIGTERM, when the leader stops renewing.
     assert!(

@@ -50,6 +50,8 @@ pub struct Context {
     pub secrets: SecretCache,
     /// The ExecutionStopPolicies and namespace labels, for the tenancy verdict.
     pub policies: policy::Policies,
+    /// True once the operator is shutting down (a signal, a lost Lease).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
@@ -422,8 +424,15 @@ pub async fn reconcile(
                     .await;
             }
             let key = limiter_key(pass.account(), "stop");
-            ctx.metrics
-                .waited(ctx.stop_limiter.acquire(&key, pass.lane()).await);
+            let mut stopping = ctx.stopping.clone();
+            let waited = tokio::select! {
+                waited = ctx.stop_limiter.acquire(&key, pass.lane()) => waited,
+                // Shutting down: nothing of this attempt is recorded before its slot, so
+                // leave the object as it is for the next leader instead of holding the
+                // Lease while a queue of slots drains (a rolling restart mid-burst).
+                _ = stopping.wait_for(|s| *s) => return Ok(controller::Action::await_change()),
+            };
+            ctx.metrics.waited(waited);
             // The set may have been deleted, or the policies changed, while this call
             // waited for its turn.
             pass.abandoned = abandoned(&ctx, &pass.obj).await?;

@@ -608,10 +608,14 @@ async fn single_stops_overtake_a_set_waiting_for_the_quota() {
     let s = wait_set(&ns, "big", "condition=Ready");
     assert_eq!(s["children"]["stopped"], 600, "{s:#}");
     assert_eq!(cloud.count("StopExecution", "OK"), 605);
-    // At most the benchmark's share of 429s (2 %): the lanes share one limiter.
+    // The lanes share one limiter: were they paced apart, both would spend the whole quota
+    // and about half the calls would be throttled. A shared one leaves a few 429s, from
+    // requests that reach the service bunched after a stall on a loaded machine (0.8 % in
+    // the benchmark; 2.3 % once in a cold CI run, which compiles nothing meanwhile but
+    // still runs the whole suite): at most 5 %.
     let throttled = cloud.count("StopExecution", "ResourceThrottled");
     assert!(
-        throttled * 50 <= cloud.calls("StopExecution"),
+        throttled * 20 <= cloud.calls("StopExecution"),
         "StopExecution calls throttled: {throttled} of {}",
         cloud.calls("StopExecution")
     );
