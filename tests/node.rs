@@ -116,18 +116,10 @@ fn wait_all_stopped(node: &Node, ns: &str, n: usize, limit: Duration) {
     );
 }
 
-async fn executions(cloud: &Cloud) -> Vec<Value> {
-    reqwest::get(format!("{}/executions", cloud.emu.admin_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// The executions of `prefix` each stopped by exactly one StopExecution.
 async fn assert_stopped_once(cloud: &Cloud, prefix: &str, n: usize) {
-    let mine: Vec<Value> = executions(cloud)
+    let mine: Vec<Value> = cloud
+        .executions()
         .await
         .into_iter()
         .filter(|e| e["name"].as_str().is_some_and(|x| x.starts_with(prefix)))
@@ -242,9 +234,8 @@ fn install(node: &Node) {
     node.kubectl_ok(&["apply", "-k", repo("tests/node").to_str().unwrap()], None);
 }
 
-/// Scenario 1: Both replicas Ready, exactly one holds the Lease, an ExecutionStop is Stopped.
-/// Returns the leader's Pod name.
-async fn replicas_ready_one_leader(node: &Node, cloud: &Cloud) -> String {
+/// Waits until the Deployment's rollout is complete.
+fn rolled_out(node: &Node) {
     node.kubectl_ok(
         &[
             "rollout",
@@ -256,6 +247,12 @@ async fn replicas_ready_one_leader(node: &Node, cloud: &Cloud) -> String {
         ],
         None,
     );
+}
+
+/// Scenario 1: Both replicas Ready, exactly one holds the Lease, an ExecutionStop is Stopped.
+/// Returns the leader's Pod name.
+async fn replicas_ready_one_leader(node: &Node, cloud: &Cloud) -> String {
+    rolled_out(node);
     let pods = wait_for("two Ready operator Pods", Duration::from_secs(60), || {
         let pods = operator_pods(node);
         (pods.len() == 2 && pods.iter().all(|p| p.1)).then_some(pods)
@@ -523,17 +520,7 @@ async fn rolling_restart(node: &Node, cloud: &Cloud) {
         took < Duration::from_secs(LEASE_SECONDS - LEASE_SECONDS / 3),
         "released on SIGTERM, not left to expire: {took:?}"
     );
-    node.kubectl_ok(
-        &[
-            "rollout",
-            "status",
-            "deployment/flowstop",
-            "-n",
-            SYSTEM,
-            "--timeout=180s",
-        ],
-        None,
-    );
+    rolled_out(node);
     wait_all_stopped(node, "roll", 100, Duration::from_secs(120));
     assert_stopped_once(cloud, "roll-", 100).await;
 }

@@ -8,15 +8,6 @@ use testkit::cloud::{AK, SK};
 use testkit::fixtures::{ExecutionStop, secret};
 use testkit::operator::{Operator, installed, status, wait_for};
 
-async fn executions(cloud: &Cloud) -> Vec<serde_json::Value> {
-    reqwest::get(format!("{}/executions", cloud.emu.admin_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 fn lease_holder(ns: &str) -> String {
     let out = installed().kubectl(
         &[
@@ -132,7 +123,7 @@ async fn the_standby_takes_over_and_no_execution_is_stopped_twice() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for e in executions(&cloud).await {
+    for e in cloud.executions().await {
         assert_eq!(e["status"], "Stopped", "{e}");
         assert_eq!(
             e["stopCalls"], 1,

@@ -95,6 +95,16 @@ impl Cloud {
         self.emu.emulator.count(action, outcome)
     }
 
+    /// Every execution as the emulator's admin endpoint reports it (status, stopCalls…).
+    pub async fn executions(&self) -> Vec<serde_json::Value> {
+        reqwest::get(format!("{}/executions", self.emu.admin_url()))
+            .await
+            .expect("the emulator's admin endpoint answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
     /// Every call of `action`, whatever its outcome.
     pub fn calls(&self, action: &str) -> u64 {
         self.emu

@@ -7,7 +7,7 @@
 //! the launcher takes the node down with it.
 
 use anyhow::{Context, bail};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -24,7 +24,8 @@ pub struct Node {
     pub netns: PathBuf,
     /// Its state: logs, containerd's socket (run/containerd.sock), the kubelet's root.
     pub dir: PathBuf,
-    kubectl: PathBuf,
+    /// kubectl on it, as on the control plane.
+    cluster: crate::cluster::Cluster,
 }
 
 /// Where the node's binaries are: FLOWSTOP_NODE_BIN, or build them (cached).
@@ -105,47 +106,26 @@ impl Node {
                 _ => {}
             }
         }
+        let kubeconfig = kubeconfig.context("node.sh printed no kubeconfig")?;
+        let kubeconfig_path = kubeconfig.clone();
         Ok(Node {
             launcher,
             stdin,
-            kubeconfig: kubeconfig.context("node.sh printed no kubeconfig")?,
+            kubeconfig,
             netns: netns.context("node.sh printed no netns")?,
             dir: dir.context("node.sh printed no dir")?,
-            kubectl: control_plane.join("kubectl"),
+            cluster: crate::cluster::Cluster::from_kubeconfig(kubeconfig_path, control_plane)?,
         })
     }
 
     /// `kubectl` on the node, with `input` on its stdin.
     pub fn kubectl(&self, args: &[&str], input: Option<&str>) -> Output {
-        let mut child = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        let mut stdin = child.stdin.take().expect("piped");
-        if let Some(input) = input {
-            stdin
-                .write_all(input.as_bytes())
-                .expect("kubectl reads its input");
-        }
-        drop(stdin);
-        child.wait_with_output().expect("kubectl finishes")
+        self.cluster.kubectl(args, input)
     }
 
     /// `kubectl`, which must succeed; its stdout.
     pub fn kubectl_ok(&self, args: &[&str], input: Option<&str>) -> String {
-        let out = self.kubectl(args, input);
-        assert!(
-            out.status.success(),
-            "kubectl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8")
+        self.cluster.must(args, input)
     }
 
     /// `ctr` on the node's containerd (namespace k8s.io).
