@@ -217,6 +217,12 @@ async fn main() -> anyhow::Result<()> {
         total_stop_requests as u64 <= bound,
         "calls {total_stop_requests} above the retry bound {bound}"
     );
+    // Liveness: backoff is capped at 2 s, so only a stop left waiting for the 300 s
+    // confirm window (an unconfirmed attempt taken for an accepted one) gets near it.
+    anyhow::ensure!(
+        wall < 240.0,
+        "{wall:.0} s to finish: some object waited out the confirm window instead of retrying"
+    );
     anyhow::ensure!(
         calls_after_success == 0.0,
         "{calls_after_success} StopExecution calls after every object was final"

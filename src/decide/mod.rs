@@ -243,6 +243,11 @@ pub fn decide(i: &Input<'_>) -> Decision {
         }
         Outcome::Describe(Ok(e)) => {
             s.execution = Some(execution_info(e));
+            // A retry time here can only be a failed DescribeExecution's (a StopExecution
+            // clears it when recorded), and this one answered: it is over. Left standing, a
+            // retry decided below would wait for it still Stopping, and the next pass would
+            // take the unconfirmed attempt for an accepted one and wait out the confirm window.
+            s.next_attempt_time = None;
             if e.status.is_final() {
                 // Stopped by us only if one of our attempts can have done it: one that was
                 // answered with success, or one whose answer was lost. Otherwise someone

@@ -355,6 +355,39 @@ fn after_a_crash_the_recorded_attempt_is_confirmed_before_any_new_call() {
     assert_eq!(ended.status.phase, Some(Phase::AlreadyFinished));
 }
 
+/// Found by the soak: after a crash the recorded attempt is confirmed with
+/// DescribeExecution; one refused (409) set a retry time, an early pass (the operator's own
+/// status write) read "Running" before that time, and the object waited, Stopping with an
+/// unconfirmed attempt, which the next pass took for an accepted stop and confirmed for the
+/// whole confirm window (300 s) instead of trying again.
+#[test]
+fn a_running_answer_after_a_refused_describe_tries_again_not_waits_out_the_confirm_window() {
+    let s = attempted(1); // recorded at 00:00, the operator died before the call
+    let d = run(&s, Outcome::Nothing, "00:01");
+    assert_eq!(d.action, Action::Describe { wait_seconds: 0 });
+    let refused = run(
+        &d.status,
+        Outcome::Describe(Err(api(409, "ConcurrentUpdateError"))),
+        "00:01",
+    );
+    assert!(refused.status.next_attempt_time.is_some(), "backs off");
+    let running = run(&refused.status, Outcome::Describe(Ok(exec("Running"))), "00:01");
+    let next = if let Action::Wait(_) = running.action {
+        // Had it waited, the pass after the wait must still try again.
+        run(&running.status, Outcome::Nothing, "00:20")
+    } else {
+        running
+    };
+    assert_eq!(
+        next.action,
+        Action::Stop {
+            request_id: "uid-2".into()
+        },
+        "the recorded attempt did not stop it: the next one goes out, status {:?}",
+        next.status
+    );
+}
+
 #[test]
 fn final_phases_make_no_calls_and_no_writes() {
     let stopped = exec("Stopped");
