@@ -70,7 +70,7 @@ async fn the_standby_takes_over_and_no_execution_is_stopped_twice() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let b_args = args("replica-b");
-    let b = Operator::start(
+    let mut b = Operator::start(
         &ns,
         &cloud.emu.url(),
         &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -118,11 +118,23 @@ async fn the_standby_takes_over_and_no_execution_is_stopped_twice() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if !out.status.success() {
+        // Say where each unfinished object stands, and what the emulator saw.
+        let rows = c.kubectl(
+            &[
+                "get", "-n", &ns, "executionstop", "-o",
+                "custom-columns=NAME:.metadata.name,PHASE:.status.phase,REASON:.status.conditions[0].reason,NEXT:.status.nextAttemptTime,MESSAGE:.status.conditions[0].message",
+            ],
+            None,
+        );
+        panic!(
+            "{}\n{}\nreplica-b exited: {:?}\nemulator: {:?}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&rows.stdout),
+            b.child.try_wait(),
+            cloud.executions().await
+        );
+    }
     for e in cloud.executions().await {
         assert_eq!(e["status"], "Stopped", "{e}");
         assert_eq!(
