@@ -171,9 +171,11 @@ async fn the_operator_runs_as_pods_on_a_real_node() {
         "busybox",
     )
     .expect("busybox (Debian's busybox-static, scripts/node-deps) makes an image");
-    let started = Instant::now();
+    // Where the time goes (scripts/test runs this beside other work).
+    let t0 = Instant::now();
+    let done = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
     let node = Node::start(&[&image, &busybox]).expect("the node starts");
-    eprintln!("node up in {:.1} s", started.elapsed().as_secs_f64());
+    done("node ready");
 
     // The emulator, inside the node's namespace: 100 accounts, no service quota (the
     // operator's own limiter still paces each key at the service's rate).
@@ -200,10 +202,6 @@ async fn the_operator_runs_as_pods_on_a_real_node() {
     let cloud = Cloud::on(emu);
     cloud.flow(FLOW).await;
 
-    // Where the time goes (scripts/test runs this beside other work).
-    let t0 = Instant::now();
-    let done = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
-    done("node ready");
     install(&node);
     let leader = replicas_ready_one_leader(&node, &cloud).await;
     done("installed, replicas ready");

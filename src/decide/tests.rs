@@ -371,17 +371,11 @@ fn a_running_answer_after_a_refused_describe_tries_again_not_waits_out_the_confi
         "00:01",
     );
     assert!(refused.status.next_attempt_time.is_some(), "backs off");
-    let running = run(
+    let next = run(
         &refused.status,
         Outcome::Describe(Ok(exec("Running"))),
         "00:01",
     );
-    let next = if let Action::Wait(_) = running.action {
-        // Had it waited, the pass after the wait must still try again.
-        run(&running.status, Outcome::Nothing, "00:20")
-    } else {
-        running
-    };
     assert_eq!(
         next.action,
         Action::Stop {
