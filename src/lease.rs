@@ -6,6 +6,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use std::time::Duration;
+use tokio::time::Instant;
 
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -127,14 +128,16 @@ async fn try_hold(api: &Api<Lease>, c: &LeaseConfig) -> Result<bool, kube::Error
     }
 }
 
-/// Waits until this replica holds the lease.
-pub async fn acquire(client: &kube::Client, c: &LeaseConfig) {
+/// Waits until this replica holds the lease; returns when the winning attempt started,
+/// which is no later than the `renewTime` it wrote.
+pub async fn acquire(client: &kube::Client, c: &LeaseConfig) -> Instant {
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
     loop {
+        let started = Instant::now();
         match try_hold(&api, c).await {
             Ok(true) => {
                 tracing::info!(lease = %c.name, identity = %c.identity, "became leader");
-                return;
+                return started;
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot read or take the lease"),
@@ -143,26 +146,48 @@ pub async fn acquire(client: &kube::Client, c: &LeaseConfig) {
     }
 }
 
-/// Renews until it cannot; returns once leadership is lost (or may have been), which
-/// is before another replica can take over: we stop at `duration - renew_every`.
-pub async fn hold(client: &kube::Client, c: &LeaseConfig) {
+/// Renews until it cannot; returns once leadership is lost (or may have been).
+pub async fn hold(client: &kube::Client, c: &LeaseConfig, renewed: Instant) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
-    let mut last_ok = tokio::time::Instant::now();
-    let deadline = c.duration.saturating_sub(c.renew_every);
+    hold_with(c, renewed, || try_hold(&api, c)).await
+}
+
+/// The renewal loop, with the attempt passed in so its timing can be tested.
+///
+/// `renewed` is when the last accepted attempt *started*: the `renewTime` it wrote is no
+/// earlier, so another replica cannot take the lease before `renewed + duration`. We give
+/// up `renew_every` before that (time to stop working). A failed attempt is retried
+/// soon rather than a whole `renew_every` later, and no attempt may outlast the deadline,
+/// so one slow or refused request does not cost the lease while time is left.
+async fn hold_with<F, Fut>(c: &LeaseConfig, mut renewed: Instant, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, kube::Error>>,
+{
+    let give_up_after = c.duration.saturating_sub(c.renew_every);
+    let retry_after = (c.renew_every / 4).max(Duration::from_millis(100));
+    let mut wait = c.renew_every;
     loop {
-        tokio::time::sleep(c.renew_every).await;
-        match tokio::time::timeout(c.renew_every, try_hold(&api, c)).await {
-            Ok(Ok(true)) => last_ok = tokio::time::Instant::now(),
+        let left = give_up_after.saturating_sub(renewed.elapsed());
+        tokio::time::sleep(wait.min(left)).await;
+        let left = give_up_after.saturating_sub(renewed.elapsed());
+        if left.is_zero() {
+            tracing::error!("could not renew the lease in time");
+            return;
+        }
+        let started = Instant::now();
+        wait = retry_after;
+        match tokio::time::timeout(left.min(c.renew_every), attempt()).await {
+            Ok(Ok(true)) => {
+                renewed = started;
+                wait = c.renew_every;
+            }
             Ok(Ok(false)) => {
                 tracing::error!("another replica holds the lease");
                 return;
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
             Err(_) => tracing::warn!("lease renewal timed out"),
-        }
-        if last_ok.elapsed() >= deadline {
-            tracing::error!("could not renew the lease in time");
-            return;
         }
     }
 }
@@ -196,6 +221,87 @@ mod tests {
             can_take(Some(&spec("b", "2024-01-01T00:00:04Z")), "a", now),
             "b expired"
         );
+    }
+
+    /// A scripted API server: each attempt takes `delay` and answers `result`; past the
+    /// script, attempts hang. Records when each attempt started.
+    struct Script {
+        steps: std::collections::VecDeque<(f64, Option<bool>)>,
+        started: std::sync::Arc<std::sync::Mutex<Vec<f64>>>,
+    }
+
+    async fn run(script: &[(f64, Option<bool>)]) -> (f64, Vec<f64>) {
+        let c = LeaseConfig {
+            name: "l".into(),
+            namespace: "ns".into(),
+            identity: "a".into(),
+            duration: Duration::from_secs(3),
+            renew_every: Duration::from_secs(1),
+        };
+        let t0 = Instant::now();
+        let s = std::sync::Arc::new(std::sync::Mutex::new(Script {
+            steps: script.iter().copied().collect(),
+            started: Default::default(),
+        }));
+        let started = s.lock().unwrap().started.clone();
+        hold_with(&c, t0, || {
+            let s = s.clone();
+            async move {
+                let step = {
+                    let mut s = s.lock().unwrap();
+                    s.started.lock().unwrap().push(t0.elapsed().as_secs_f64());
+                    s.steps.pop_front()
+                };
+                let Some((delay, result)) = step else {
+                    return std::future::pending().await;
+                };
+                tokio::time::sleep(Duration::from_secs_f64(delay)).await;
+                result.ok_or_else(|| kube::Error::Service("connection refused".into()))
+            }
+        })
+        .await;
+        let starts = started.lock().unwrap().clone();
+        (t0.elapsed().as_secs_f64(), starts)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_renewal_counts_from_when_it_was_sent() {
+        // Renewed at 1.0 (answered at 1.9); then the API server hangs. The Lease says
+        // 1.0, so another replica may take it at 4.0: we must have stopped by 3.0.
+        let (gave_up, starts) = run(&[(0.9, Some(true))]).await;
+        assert_eq!(starts[0], 1.0);
+        assert!(
+            gave_up <= 3.0 + 1e-6,
+            "gave up at {gave_up}, starts {starts:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_renewal_is_retried_while_time_is_left() {
+        // Two quick refusals (a restarting API server), then renewals succeed until
+        // another replica is found holding it: the lease must survive the refusals.
+        let (gave_up, starts) = run(&[
+            (0.0, None),
+            (0.0, None),
+            (0.0, Some(true)),
+            (0.0, Some(true)),
+            (0.0, Some(false)),
+        ])
+        .await;
+        assert_eq!(starts.len(), 5, "every scripted attempt ran: {starts:?}");
+        assert!(
+            starts[1] < 2.0 && starts[2] < 2.0,
+            "retried soon: {starts:?}"
+        );
+        assert!(gave_up < 5.0, "{gave_up}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_attempt_outlasts_the_deadline() {
+        // Renewed at 0; an attempt at 1.0 hangs: give up at 2.0, not later.
+        let (gave_up, starts) = run(&[]).await;
+        assert_eq!(starts, vec![1.0]);
+        assert!((gave_up - 2.0).abs() < 1e-6, "{gave_up}");
     }
 
     #[test]

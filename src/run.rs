@@ -146,17 +146,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(args.lease_seconds),
         renew_every: Duration::from_secs((args.lease_seconds / 3).max(1)),
     };
-    if args.leader_election {
+    let held = if args.leader_election {
         // A healthy standby is ready; the leader is ready again once its watches sync.
         metrics.ready.store(true, Ordering::Relaxed);
-        lease::acquire(&client, &lease).await;
+        let renewed = lease::acquire(&client, &lease).await;
         metrics.ready.store(false, Ordering::Relaxed);
-    }
+        Some((lease.clone(), renewed))
+    } else {
+        None
+    };
     tokio::spawn(policy_watch);
-    let exit = exit_signal(
-        client.clone(),
-        args.leader_election.then_some(lease.clone()),
-    );
+    let exit = exit_signal(client.clone(), held);
     tokio::spawn({
         let exit = exit.clone();
         async move {
@@ -282,12 +282,12 @@ async fn admin_server(
 /// Resolves once the operator must stop: a signal, or (with leader election) a lost Lease.
 fn exit_signal(
     client: kube::Client,
-    lease: Option<LeaseConfig>,
+    held: Option<(LeaseConfig, tokio::time::Instant)>,
 ) -> Shared<BoxFuture<'static, Exit>> {
     async move {
         let lost = async {
-            match &lease {
-                Some(lease) => lease::hold(&client, lease).await,
+            match &held {
+                Some((lease, renewed)) => lease::hold(&client, lease, *renewed).await,
                 None => std::future::pending().await,
             }
         };
