@@ -104,8 +104,10 @@ async fn the_standby_takes_over_and_no_execution_is_stopped_twice() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let takeover = killed_at.elapsed();
+    // The lease expires at most 6 s after the kill, and the standby looks every 2 s (a
+    // third of it); 2 s more for its request and this test's kubectl on a loaded machine.
     assert!(
-        takeover <= Duration::from_secs(6 + 2),
+        takeover <= Duration::from_secs(6 + 2 + 2),
         "takeover took {takeover:?}, lease is 6 s"
     );
     let out = c.kubectl(
