@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
-use std::time::Duration;
-use tokio::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -149,45 +149,67 @@ pub async fn acquire(client: &kube::Client, c: &LeaseConfig) -> Instant {
 /// Renews until it cannot; returns once leadership is lost (or may have been).
 pub async fn hold(client: &kube::Client, c: &LeaseConfig, renewed: Instant) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
-    hold_with(c, renewed, || try_hold(&api, c)).await
+    let clock = Tokio;
+    hold_with(c, renewed, &clock, |limit| {
+        let api = &api;
+        async move { tokio::time::timeout(limit, try_hold(api, c)).await.ok() }
+    })
+    .await
 }
 
-/// The renewal loop, with the attempt passed in so its timing can be tested.
+/// What the renewal loop needs of time, so its timing can be tested without waiting.
+trait Clock {
+    fn now(&self) -> Instant;
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()>;
+}
+
+struct Tokio;
+
+impl Clock for Tokio {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> {
+        tokio::time::sleep(d)
+    }
+}
+
+/// The renewal loop. `attempt(limit)` renews once, giving up after `limit` (`None`).
 ///
 /// `renewed` is when the last accepted attempt *started*: the `renewTime` it wrote is no
 /// earlier, so another replica cannot take the lease before `renewed + duration`. We give
 /// up `renew_every` before that (time to stop working). A failed attempt is retried
 /// soon rather than a whole `renew_every` later, and no attempt may outlast the deadline,
 /// so one slow or refused request does not cost the lease while time is left.
-async fn hold_with<F, Fut>(c: &LeaseConfig, mut renewed: Instant, mut attempt: F)
+async fn hold_with<A, F>(c: &LeaseConfig, mut renewed: Instant, clock: &impl Clock, mut attempt: A)
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<bool, kube::Error>>,
+    A: FnMut(Duration) -> F,
+    F: Future<Output = Option<Result<bool, kube::Error>>>,
 {
     let give_up_after = c.duration.saturating_sub(c.renew_every);
     let retry_after = (c.renew_every / 4).max(Duration::from_millis(100));
+    let left = |renewed: Instant| give_up_after.saturating_sub(clock.now() - renewed);
     let mut wait = c.renew_every;
     loop {
-        let left = give_up_after.saturating_sub(renewed.elapsed());
-        tokio::time::sleep(wait.min(left)).await;
-        let left = give_up_after.saturating_sub(renewed.elapsed());
-        if left.is_zero() {
+        clock.sleep(wait.min(left(renewed))).await;
+        let limit = left(renewed).min(c.renew_every);
+        if limit.is_zero() {
             tracing::error!("could not renew the lease in time");
             return;
         }
-        let started = Instant::now();
+        let started = clock.now();
         wait = retry_after;
-        match tokio::time::timeout(left.min(c.renew_every), attempt()).await {
-            Ok(Ok(true)) => {
+        match attempt(limit).await {
+            Some(Ok(true)) => {
                 renewed = started;
                 wait = c.renew_every;
             }
-            Ok(Ok(false)) => {
+            Some(Ok(false)) => {
                 tracing::error!("another replica holds the lease");
                 return;
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
-            Err(_) => tracing::warn!("lease renewal timed out"),
+            Some(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
+            None => tracing::warn!("lease renewal timed out"),
         }
     }
 }
@@ -223,14 +245,27 @@ mod tests {
         );
     }
 
-    /// A scripted API server: each attempt takes `delay` and answers `result`; past the
-    /// script, attempts hang. Records when each attempt started.
-    struct Script {
-        steps: std::collections::VecDeque<(f64, Option<bool>)>,
-        started: std::sync::Arc<std::sync::Mutex<Vec<f64>>>,
+    /// A clock that only moves when the loop sleeps or an attempt takes time.
+    struct Fake {
+        t0: Instant,
+        at: std::cell::Cell<Duration>,
     }
 
-    async fn run(script: &[(f64, Option<bool>)]) -> (f64, Vec<f64>) {
+    impl Clock for Fake {
+        fn now(&self) -> Instant {
+            self.t0 + self.at.get()
+        }
+        fn sleep(&self, d: Duration) -> impl Future<Output = ()> {
+            self.at.set(self.at.get() + d);
+            std::future::ready(())
+        }
+    }
+
+    /// Runs the loop (lease 3 s, renewed every 1 s, renewed at 0) against a scripted API
+    /// server: each attempt takes `delay` seconds and answers `result` (`None`: refused);
+    /// past the script, attempts hang. Returns when the loop gave up, and when each
+    /// attempt started, in seconds.
+    fn run(script: &[(f64, Option<bool>)]) -> (f64, Vec<f64>) {
         let c = LeaseConfig {
             name: "l".into(),
             namespace: "ns".into(),
@@ -238,37 +273,36 @@ mod tests {
             duration: Duration::from_secs(3),
             renew_every: Duration::from_secs(1),
         };
-        let t0 = Instant::now();
-        let s = std::sync::Arc::new(std::sync::Mutex::new(Script {
-            steps: script.iter().copied().collect(),
-            started: Default::default(),
+        let clock = Fake {
+            t0: Instant::now(),
+            at: Default::default(),
+        };
+        let mut steps: std::collections::VecDeque<_> = script.iter().copied().collect();
+        let mut starts = vec![];
+        futures::executor::block_on(hold_with(&c, clock.t0, &clock, |limit| {
+            starts.push(clock.at.get().as_secs_f64());
+            let answer = match steps.pop_front() {
+                Some((delay, result)) if Duration::from_secs_f64(delay) <= limit => {
+                    clock
+                        .at
+                        .set(clock.at.get() + Duration::from_secs_f64(delay));
+                    Some(result.ok_or_else(|| kube::Error::Service("refused".into())))
+                }
+                _ => {
+                    clock.at.set(clock.at.get() + limit);
+                    None
+                }
+            };
+            std::future::ready(answer)
         }));
-        let started = s.lock().unwrap().started.clone();
-        hold_with(&c, t0, || {
-            let s = s.clone();
-            async move {
-                let step = {
-                    let mut s = s.lock().unwrap();
-                    s.started.lock().unwrap().push(t0.elapsed().as_secs_f64());
-                    s.steps.pop_front()
-                };
-                let Some((delay, result)) = step else {
-                    return std::future::pending().await;
-                };
-                tokio::time::sleep(Duration::from_secs_f64(delay)).await;
-                result.ok_or_else(|| kube::Error::Service("connection refused".into()))
-            }
-        })
-        .await;
-        let starts = started.lock().unwrap().clone();
-        (t0.elapsed().as_secs_f64(), starts)
+        (clock.at.get().as_secs_f64(), starts)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_renewal_counts_from_when_it_was_sent() {
+    #[test]
+    fn a_slow_renewal_counts_from_when_it_was_sent() {
         // Renewed at 1.0 (answered at 1.9); then the API server hangs. The Lease says
         // 1.0, so another replica may take it at 4.0: we must have stopped by 3.0.
-        let (gave_up, starts) = run(&[(0.9, Some(true))]).await;
+        let (gave_up, starts) = run(&[(0.9, Some(true))]);
         assert_eq!(starts[0], 1.0);
         assert!(
             gave_up <= 3.0 + 1e-6,
@@ -276,8 +310,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_refused_renewal_is_retried_while_time_is_left() {
+    #[test]
+    fn a_refused_renewal_is_retried_while_time_is_left() {
         // Two quick refusals (a restarting API server), then renewals succeed until
         // another replica is found holding it: the lease must survive the refusals.
         let (gave_up, starts) = run(&[
@@ -286,8 +320,7 @@ mod tests {
             (0.0, Some(true)),
             (0.0, Some(true)),
             (0.0, Some(false)),
-        ])
-        .await;
+        ]);
         assert_eq!(starts.len(), 5, "every scripted attempt ran: {starts:?}");
         assert!(
             starts[1] < 2.0 && starts[2] < 2.0,
@@ -296,10 +329,10 @@ mod tests {
         assert!(gave_up < 5.0, "{gave_up}");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn no_attempt_outlasts_the_deadline() {
+    #[test]
+    fn no_attempt_outlasts_the_deadline() {
         // Renewed at 0; an attempt at 1.0 hangs: give up at 2.0, not later.
-        let (gave_up, starts) = run(&[]).await;
+        let (gave_up, starts) = run(&[]);
         assert_eq!(starts, vec![1.0]);
         assert!((gave_up - 2.0).abs() < 1e-6, "{gave_up}");
     }

@@ -282,7 +282,7 @@ async fn admin_server(
 /// Resolves once the operator must stop: a signal, or (with leader election) a lost Lease.
 fn exit_signal(
     client: kube::Client,
-    held: Option<(LeaseConfig, tokio::time::Instant)>,
+    held: Option<(LeaseConfig, std::time::Instant)>,
 ) -> Shared<BoxFuture<'static, Exit>> {
     async move {
         let lost = async {

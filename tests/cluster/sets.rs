@@ -430,12 +430,14 @@ async fn a_set_and_single_stops_share_the_quota() {
         testkit::operator::wait_for(c, &ns, &format!("single-{n}"), "condition=Ready");
     }
     assert_eq!(cloud.count("StopExecution", "OK"), 50);
-    // One limiter for both paces 50 calls at the bucket's rate: a 429 or two where its clock
-    // and the service's meet (BENCHMARKS.md, quota). Two limiters would ask for twice the
-    // bucket's rate, so roughly half of the 40 calls after the burst would be refused.
+    // One limiter for both paces 50 calls at the bucket's rate: a few 429s where its clock
+    // and the service's meet (BENCHMARKS.md, quota) — more on a loaded machine, where late
+    // calls bunch up with on-time ones at 50 ms apart (7 of 57 seen). Two limiters would
+    // ask for twice the bucket's rate: 10 refused from the doubled burst and roughly half of
+    // the 40 calls after it, 20 or more.
     let throttled = cloud.count("StopExecution", "ResourceThrottled");
     assert!(
-        throttled <= 5,
+        throttled <= 12,
         "StopExecution calls throttled: {throttled} of {}",
         cloud.calls("StopExecution")
     );
