@@ -113,6 +113,11 @@ pub struct RunArgs {
     /// How often an object refused by the policies is looked at again, in seconds
     #[arg(long, env = "FLOWSTOP_POLICY_RECHECK_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub policy_recheck_seconds: u64,
+    /// After SIGTERM, how long the reconciles under way may take to finish before the
+    /// operator exits without them, in seconds (keep it under the Pod's
+    /// terminationGracePeriodSeconds, 30 by default)
+    #[arg(long, env = "FLOWSTOP_SHUTDOWN_GRACE_SECONDS", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..))]
+    pub shutdown_grace_seconds: u64,
     /// Log format
     #[arg(long, env = "FLOWSTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -168,8 +173,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (controllers, stores) = controllers(&args, ctx, exit.clone());
     metrics.count_objects_in(stores.clone());
     tokio::spawn(ready_when_synced(stores, policy_stores, metrics));
+    // Told to stop, the controllers finish the reconciles under way — within the grace
+    // period: a call that never answers must not keep the process (and its Lease) alive.
+    // Leaving one unfinished is safe: its attempt is on record, as after a crash.
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let overdue = {
+        let exit = exit.clone();
+        async move {
+            exit.await;
+            tokio::time::sleep(grace).await;
+        }
+    };
     tokio::select! {
         () = controllers => {}
+        () = overdue => anyhow::bail!(
+            "the reconciles under way did not finish within {grace:?} of the signal to stop; \
+             exiting without them"
+        ),
         // The health endpoints are how Kubernetes knows we are alive: without them, stop.
         failed = admin => return Err(failed),
     }

@@ -390,3 +390,65 @@ async fn hostile_answers_become_errors_in_status_and_the_next_attempt_proceeds()
     testkit::operator::wait_event(c, &ns, "Warning", "Retrying").await;
     op.stop().await;
 }
+
+/// SIGTERM while a call hangs: the operator waits for it no longer than
+/// `--shutdown-grace-seconds`, then exits 1 (a kubelet would otherwise SIGKILL it, and
+/// outside Kubernetes nothing would). The attempt stays on record, as after a crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_never_answers_does_not_hold_up_shutdown() {
+    let c = installed();
+    let ns = c.namespace("shutdown");
+    c.apply(&secret(&ns, "creds", AK, SK));
+    // Accepts connections and never answers; says when the first one arrives.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (accepted, first) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            held.push(conn);
+            let _ = accepted.send(());
+        }
+    });
+    let cloud = Cloud::new(|_| {}).await;
+    let mut op = Operator::start(
+        &ns,
+        &cloud.emu.url(),
+        &["--call-timeout", "120", "--shutdown-grace-seconds", "2"],
+    )
+    .await;
+    c.apply(
+        &ExecutionStop::new(&ns, "hung", "f", "e1")
+            .secret("creds")
+            .endpoint(&url)
+            .yaml(),
+    );
+    tokio::task::spawn_blocking(move || first.recv_timeout(Duration::from_secs(60)))
+        .await
+        .unwrap()
+        .expect("the operator calls the silent endpoint");
+    let pid = op.child.id().expect("the operator is running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let signalled = Instant::now();
+    let exited = tokio::time::timeout(Duration::from_secs(20), op.child.wait()).await;
+    let took = signalled.elapsed();
+    let code = exited
+        .unwrap_or_else(|_| panic!("still running {took:?} after SIGTERM (grace 2 s, call 120 s)"))
+        .unwrap();
+    assert_eq!(code.code(), Some(1), "stopped without finishing: {code:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "waited the grace period first: {took:?}"
+    );
+    let s = status(c, &ns, "hung");
+    assert_eq!(s["phase"], "Stopping", "{s:#}");
+    assert!(
+        s["pendingRequestId"].is_string(),
+        "the attempt is on record: {s:#}"
+    );
+}
