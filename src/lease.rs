@@ -191,9 +191,10 @@ where
     let left = |renewed: Instant| give_up_after.saturating_sub(clock.now() - renewed);
     let mut wait = c.renew_every;
     loop {
-        clock.sleep(wait.min(left(renewed))).await;
+        // Never sleep out the time left: at most half of it, so one more attempt fits.
+        clock.sleep(wait.min(left(renewed) / 2)).await;
         let limit = left(renewed).min(c.renew_every);
-        if limit.is_zero() {
+        if limit < Duration::from_millis(10) {
             tracing::error!("could not renew the lease in time");
             return;
         }
@@ -331,10 +332,11 @@ mod tests {
 
     #[test]
     fn no_attempt_outlasts_the_deadline() {
-        // Renewed at 0; an attempt at 1.0 hangs: give up at 2.0, not later.
-        let (gave_up, starts) = run(&[]);
-        assert_eq!(starts, vec![1.0]);
-        assert!((gave_up - 2.0).abs() < 1e-6, "{gave_up}");
+        // Renewed at 1.0 (answered at 1.5); the next attempt, at 2.25, hangs: it may take
+        // only the 0.75 s left before 3.0, not a whole renewal period.
+        let (gave_up, starts) = run(&[(0.5, Some(true))]);
+        assert_eq!(starts, vec![1.0, 2.25]);
+        assert!((gave_up - 3.0).abs() < 1e-6, "{gave_up}");
     }
 
     #[test]

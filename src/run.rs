@@ -104,7 +104,7 @@ pub struct RunArgs {
     /// This replica's name in the Lease and in Events
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    #[arg(long, env = "FLOWSTOP_LEASE_SECONDS", default_value_t = 15)]
+    #[arg(long, env = "FLOWSTOP_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
     pub lease_seconds: u64,
     /// Tenancy: `open` restricts only namespaces that some ExecutionStopPolicy selects;
     /// `enforce` allows an object only if some policy selects its namespace and allows it
@@ -161,7 +161,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None
     };
     tokio::spawn(policy_watch);
-    let exit = exit_signal(client.clone(), held);
+    // The Lease is renewed until the controllers have stopped — also while they finish the
+    // reconciles under way after a signal; losing it at any moment stops everything at once.
+    let holder = held.map(|(lease, renewed)| {
+        let client = client.clone();
+        tokio::spawn(async move { lease::hold(&client, &lease, renewed).await })
+    });
+    let stop_renewing = holder.as_ref().map(|h| h.abort_handle());
+    let lost: Shared<BoxFuture<'static, ()>> = async move {
+        match holder {
+            Some(h) => {
+                let _ = h.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    .boxed()
+    .shared();
+    let exit = exit_signal(lost.clone());
     tokio::spawn({
         let exit = exit.clone();
         async move {
@@ -174,8 +191,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     metrics.count_objects_in(stores.clone());
     tokio::spawn(ready_when_synced(stores, policy_stores, metrics));
     // Told to stop, the controllers finish the reconciles under way — within the grace
-    // period: a call that never answers must not keep the process (and its Lease) alive.
-    // Leaving one unfinished is safe: its attempt is on record, as after a crash.
+    // period: a call that never answers must not keep the process (and its leadership)
+    // alive. Leaving one unfinished is safe: its attempt is on record, as after a crash.
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
     let overdue = {
         let exit = exit.clone();
@@ -186,6 +203,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     tokio::select! {
         () = controllers => {}
+        () = lost => {
+            anyhow::bail!("lost leadership; exiting so a fresh replica can stand by")
+        }
         () = overdue => anyhow::bail!(
             "the reconciles under way did not finish within {grace:?} of the signal to stop; \
              exiting without them"
@@ -197,7 +217,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Exit::Signal => {
             // The controllers have stopped: hand the Lease over now rather than make the
             // standby wait for it to expire (a rolling restart, a drain).
-            if args.leader_election {
+            if let Some(renewing) = stop_renewing {
+                renewing.abort();
                 lease::release(&client, &lease).await;
             }
             Ok(())
@@ -300,17 +321,8 @@ async fn admin_server(
 }
 
 /// Resolves once the operator must stop: a signal, or (with leader election) a lost Lease.
-fn exit_signal(
-    client: kube::Client,
-    held: Option<(LeaseConfig, std::time::Instant)>,
-) -> Shared<BoxFuture<'static, Exit>> {
+fn exit_signal(lost: Shared<BoxFuture<'static, ()>>) -> Shared<BoxFuture<'static, Exit>> {
     async move {
-        let lost = async {
-            match &held {
-                Some((lease, renewed)) => lease::hold(&client, lease, *renewed).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = lost => Exit::LostLeadership,
             () = shutdown_signal() => Exit::Signal,

@@ -412,10 +412,13 @@ async fn a_call_that_never_answers_does_not_hold_up_shutdown() {
         }
     });
     let cloud = Cloud::new(|_| {}).await;
-    let mut op = Operator::start(
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("operator.log");
+    let mut op = Operator::start_logged(
         &ns,
         &cloud.emu.url(),
         &["--call-timeout", "120", "--shutdown-grace-seconds", "2"],
+        &log,
     )
     .await;
     c.apply(
@@ -444,6 +447,11 @@ async fn a_call_that_never_answers_does_not_hold_up_shutdown() {
     assert!(
         took >= Duration::from_secs(2),
         "waited the grace period first: {took:?}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("did not finish within 2s of the signal to stop"),
+        "exited for the grace period, not another error"
     );
     let s = status(c, &ns, "hung");
     assert_eq!(s["phase"], "Stopping", "{s:#}");
