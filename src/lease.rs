@@ -149,8 +149,7 @@ pub async fn acquire(client: &kube::Client, c: &LeaseConfig) -> Instant {
 /// Renews until it cannot; returns once leadership is lost (or may have been).
 pub async fn hold(client: &kube::Client, c: &LeaseConfig, renewed: Instant) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &c.namespace);
-    let clock = Tokio;
-    hold_with(c, renewed, &clock, |limit| {
+    hold_with(c, renewed, &Tokio, |limit| {
         let api = &api;
         async move { tokio::time::timeout(limit, try_hold(api, c)).await.ok() }
     })

@@ -151,22 +151,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(args.lease_seconds),
         renew_every: Duration::from_secs((args.lease_seconds / 3).max(1)),
     };
-    let held = if args.leader_election {
+    // The Lease is renewed until the controllers have stopped — also while they finish the
+    // reconciles under way after a signal; losing it at any moment stops everything at once.
+    let holder = if args.leader_election {
         // A healthy standby is ready; the leader is ready again once its watches sync.
         metrics.ready.store(true, Ordering::Relaxed);
         let renewed = lease::acquire(&client, &lease).await;
         metrics.ready.store(false, Ordering::Relaxed);
-        Some((lease.clone(), renewed))
+        let (client, lease) = (client.clone(), lease.clone());
+        Some(tokio::spawn(async move {
+            lease::hold(&client, &lease, renewed).await
+        }))
     } else {
         None
     };
     tokio::spawn(policy_watch);
-    // The Lease is renewed until the controllers have stopped — also while they finish the
-    // reconciles under way after a signal; losing it at any moment stops everything at once.
-    let holder = held.map(|(lease, renewed)| {
-        let client = client.clone();
-        tokio::spawn(async move { lease::hold(&client, &lease, renewed).await })
-    });
     let stop_renewing = holder.as_ref().map(|h| h.abort_handle());
     let lost: Shared<BoxFuture<'static, ()>> = async move {
         match holder {

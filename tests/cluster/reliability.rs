@@ -399,18 +399,14 @@ async fn a_call_that_never_answers_does_not_hold_up_shutdown() {
     let c = installed();
     let ns = c.namespace("shutdown");
     c.apply(&secret(&ns, "creds", AK, SK));
-    // Accepts connections and never answers; says when the first one arrives.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (accepted, first) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut held = vec![];
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            held.push(conn);
-            let _ = accepted.send(());
+    // Reads the request and never answers; says when it arrived.
+    let (arrived, first) = std::sync::mpsc::channel();
+    let url = hostile_server(vec![Box::new(move |_| {
+        let _ = arrived.send(());
+        loop {
+            std::thread::park();
         }
-    });
+    })]);
     let cloud = Cloud::new(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("operator.log");
@@ -431,12 +427,7 @@ async fn a_call_that_never_answers_does_not_hold_up_shutdown() {
         .await
         .unwrap()
         .expect("the operator calls the silent endpoint");
-    let pid = op.child.id().expect("the operator is running");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    op.sigterm();
     let signalled = Instant::now();
     let exited = tokio::time::timeout(Duration::from_secs(20), op.child.wait()).await;
     let took = signalled.elapsed();

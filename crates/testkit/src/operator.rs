@@ -206,14 +206,19 @@ impl Operator {
         let _ = self.child.kill().await;
     }
 
-    /// SIGTERM, as Kubernetes stops a Pod, and wait (bounded) for the exit.
-    pub async fn stop(mut self) {
+    /// SIGTERM, as Kubernetes stops a Pod (the exit is the caller's to wait for).
+    pub fn sigterm(&self) {
         if let Some(pid) = self.child.id() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
+    }
+
+    /// SIGTERM, and wait (bounded) for the exit.
+    pub async fn stop(mut self) {
+        self.sigterm();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }
 }
