@@ -68,9 +68,14 @@ pub struct ExecutionStopSpec {
         regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$")
     )]
     pub region_id: Option<String>,
-    /// Explicit API endpoint URL (https, or http on loopback), instead of regionId.
+    /// Explicit API endpoint, instead of regionId: scheme, host and optional port only
+    /// (https, or http on loopback), e.g. https://cn-hangzhou.fnf.aliyuncs.com; no path,
+    /// query, fragment or user@.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[^/?#@\s]+/?$")
+    )]
     pub endpoint: Option<String>,
     /// A Secret in this namespace with keys accessKeyId, accessKeySecret and optionally
     /// securityToken. Without it, the operator's own credentials (environment or RRSA) are used.
@@ -196,13 +201,18 @@ pub struct ExecutionStopStatus {
     pub execution: Option<ExecutionInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
-    /// StopExecution calls made so far.
+    /// StopExecution calls made so far. A call the service throttled (429) is not one: it
+    /// was not carried out.
     #[serde(default)]
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_time: Option<Time>,
+    /// Since when every StopExecution has been throttled (429); cleared by any other answer.
+    /// Throttled for --throttle-limit-seconds (30 minutes) in a row, the object gives up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_since: Option<Time>,
     /// RequestId sent with the attempt in progress; recorded before the call, so a restart
     /// knows a call may have been made and confirms with DescribeExecution first.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -42,17 +42,29 @@ struct Bucket {
     last: Instant,
 }
 
+/// A bucket untouched this long is full again and forgotten: every distinct key a tenant
+/// can bring (each Secret's AccessKeyId) would otherwise stay in memory for good.
+const IDLE: Duration = Duration::from_secs(600);
+
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: Limit,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    by_key: HashMap<String, Bucket>,
+    /// How many were left after the last sweep: the next comes when that has doubled, so
+    /// sweeping stays linear in the keys added.
+    after_sweep: usize,
 }
 
 impl RateLimiter {
     pub fn new(limit: Limit) -> Self {
         Self {
             limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         }
     }
 
@@ -77,7 +89,15 @@ impl RateLimiter {
         horizon: Option<Duration>,
     ) -> Result<Duration, Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = buckets.entry(key.to_string()).or_insert(Bucket {
+        if !buckets.by_key.contains_key(key)
+            && buckets.by_key.len() >= 2 * buckets.after_sweep.max(32)
+        {
+            buckets
+                .by_key
+                .retain(|_, b| now.saturating_duration_since(b.last) < IDLE);
+            buckets.after_sweep = buckets.by_key.len();
+        }
+        let b = buckets.by_key.entry(key.to_string()).or_insert(Bucket {
             tokens: self.limit.burst,
             rate: self.limit.per_second * MARGIN,
             last: now + ANCHOR_SLACK,
@@ -120,11 +140,22 @@ impl RateLimiter {
         }
     }
 
+    /// Waits for a slot only if one is free within `horizon`; otherwise books nothing and
+    /// says how long until one may be. For work that must not hold a worker while it waits
+    /// (a set's listing gives its worker back and comes again).
+    pub async fn acquire_within(&self, key: &str, horizon: Duration) -> Result<Duration, Duration> {
+        let wait = self.reserve_within(key, Instant::now(), Some(horizon))?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(wait)
+    }
+
     /// The service said 429: empty this key's bucket and slow it by a twentieth (not below
     /// a tenth of the configured rate).
     pub fn throttled(&self, key: &str) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = buckets.get_mut(key) {
+        if let Some(b) = buckets.by_key.get_mut(key) {
             b.rate = (b.rate * 0.95).max(self.limit.per_second * MARGIN / 10.0);
             b.tokens = b.tokens.min(0.0);
         }
@@ -133,7 +164,7 @@ impl RateLimiter {
     /// A call went through: recover a twentieth of the configured rate.
     pub fn succeeded(&self, key: &str) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = buckets.get_mut(key) {
+        if let Some(b) = buckets.by_key.get_mut(key) {
             b.rate = (b.rate + self.limit.per_second / 20.0).min(self.limit.per_second * MARGIN);
         }
     }
@@ -142,6 +173,7 @@ impl RateLimiter {
         self.buckets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .by_key
             .get(key)
             .map(|b| b.rate)
     }
@@ -199,6 +231,27 @@ mod tests {
             l.reserve_within("k", t0, h),
             Err(ANCHOR_SLACK + Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn idle_buckets_are_forgotten() {
+        let l = RateLimiter::new(Limit {
+            burst: 10.0,
+            per_second: 2.0,
+        });
+        let t0 = Instant::now();
+        for n in 0..1000 {
+            l.reserve(&format!("k{n}"), t0);
+        }
+        let len = || l.buckets.lock().unwrap().by_key.len();
+        assert_eq!(len(), 1000, "none idle yet");
+        let later = t0 + IDLE + ANCHOR_SLACK;
+        l.reserve("busy", later - Duration::from_secs(1));
+        for n in 0..64 {
+            l.reserve(&format!("new{n}"), later);
+        }
+        assert!(len() <= 66, "idle keys were swept: {}", len());
+        assert!(l.rate("busy").is_some(), "a recent key stays");
     }
 
     #[test]

@@ -113,6 +113,15 @@ pub struct RunArgs {
     /// How often an object refused by the policies is looked at again, in seconds
     #[arg(long, env = "FLOWSTOP_POLICY_RECHECK_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub policy_recheck_seconds: u64,
+    /// How long StopExecution may be throttled (429) in a row before an ExecutionStop gives
+    /// up (Failed, RetriesExhausted), in seconds. A 429 never counts against maxAttempts
+    #[arg(long, env = "FLOWSTOP_THROTTLE_LIMIT_SECONDS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..))]
+    pub throttle_limit_seconds: u64,
+    /// How many pages of ListExecutions (99 executions each) one ExecutionStopSet listing
+    /// may read; past it the set fails (EndlessListing): an endpoint that keeps answering
+    /// with a NextToken cannot keep a set listing for ever
+    #[arg(long, env = "FLOWSTOP_LIST_PAGE_LIMIT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub list_page_limit: u32,
     /// After SIGTERM, how long the reconciles under way may take to finish before the
     /// operator exits without them, in seconds (keep it under the Pod's
     /// terminationGracePeriodSeconds, 30 by default)
@@ -268,6 +277,8 @@ fn context(
             credentials_retry: Duration::from_secs(args.credentials_retry_seconds),
             preview_refresh: Duration::from_secs(args.preview_refresh_seconds),
             policy_recheck: Duration::from_secs(args.policy_recheck_seconds),
+            throttle_limit: Duration::from_secs(args.throttle_limit_seconds),
+            list_page_limit: args.list_page_limit,
             ..Policy::default()
         },
         policies,

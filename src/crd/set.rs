@@ -75,9 +75,14 @@ pub struct ExecutionStopSetSpec {
         regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$")
     )]
     pub region_id: Option<String>,
-    /// Explicit API endpoint URL (https, or http on loopback), instead of regionId.
+    /// Explicit API endpoint, instead of regionId: scheme, host and optional port only
+    /// (https, or http on loopback), e.g. https://cn-hangzhou.fnf.aliyuncs.com; no path,
+    /// query, fragment or user@.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[^/?#@\s]+/?$")
+    )]
     pub endpoint: Option<String>,
     /// A Secret in this namespace with keys accessKeyId, accessKeySecret and optionally
     /// securityToken; the set and every ExecutionStop it creates use it.
@@ -242,4 +247,73 @@ pub struct ExecutionStopSetStatus {
     /// listed. The policies are looked at again every --policy-recheck-seconds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub denied_by_policy: bool,
+    /// The listing under way, one page per pass: a restart resumes it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing: Option<ListingProgress>,
+    /// Executions whose ExecutionStop name was taken by an object this set did not create
+    /// (at most 10 named; `nameConflicts` counts them all). They are not stopped by the set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub name_taken: Vec<String>,
+    /// How many executions' ExecutionStop names were taken (see nameTaken).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub name_conflicts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Which listing is under way.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ListPass {
+    /// Counting every match before anything is created: a preview, or a live set checking
+    /// maxCount against the snapshot.
+    Counting,
+    /// Live, within maxCount: one ExecutionStop per match, page by page.
+    Creating,
+}
+
+/// How far a listing has got.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListingProgress {
+    pub pass: ListPass,
+    /// ListExecutions' NextToken for the next page; none before the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    /// Pages read in this pass.
+    pub pages: u32,
+    /// Matches found in this pass so far.
+    pub found: u32,
+}
+
+impl ListingProgress {
+    pub fn start(pass: ListPass) -> Self {
+        Self {
+            pass,
+            next_token: None,
+            pages: 0,
+            found: 0,
+        }
+    }
+}
+
+/// The ExecutionStopSet that created `child`: its controller ownerReference to a set. The
+/// only mark of a child: names and labels can be had by anyone who may create an
+/// ExecutionStop in the namespace, and a set never counts or waits for such an object.
+pub fn owner_set(
+    child: &super::ExecutionStop,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    child.metadata.owner_references.iter().flatten().find(|o| {
+        o.controller == Some(true)
+            && o.kind == "ExecutionStopSet"
+            && o.api_version == "flowstop.dev/v1alpha1"
+    })
+}
+
+/// Whether `child` was created by `set` (same namespace, controller ownerReference to its uid).
+pub fn is_child(set: &ExecutionStopSet, child: &super::ExecutionStop) -> bool {
+    child.metadata.namespace == set.metadata.namespace
+        && set.metadata.uid.is_some()
+        && owner_set(child).map(|o| Some(&o.uid)) == Some(set.metadata.uid.as_ref())
 }

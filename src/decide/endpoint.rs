@@ -93,8 +93,7 @@ pub enum Refusal {
 pub fn resolve(spec: &impl Target, config: &Endpoints) -> Result<Endpoint, Refusal> {
     match (spec.endpoint(), spec.region_id(), &config.default) {
         (Some(text), _, _) => {
-            let endpoint = Endpoint::url(text, config.allow_insecure_http)
-                .map_err(|e| Refusal::Unusable(e.to_string()))?;
+            let endpoint = object_endpoint(text, config)?;
             if spec.credentials_secret_ref().is_some() {
                 return Ok(endpoint);
             }
@@ -122,6 +121,48 @@ pub fn resolve(spec: &impl Target, config: &Endpoints) -> Result<Endpoint, Refus
         (None, None, None) => Err(Refusal::Unusable(
             "no endpoint: set spec.regionId or spec.endpoint, or start the operator with --region or --endpoint".into(),
         )),
+    }
+}
+
+/// The region whose quota an endpoint draws on. fnf's quotas are token buckets per account
+/// (the reference notes, "API rate limits"), and each region is served on its own: the
+/// public and the VPC (`-internal`) host of a region, with or without the account prefix,
+/// and `regionId` are one quota. Any other endpoint (an emulator, a proxy) is `None`: its
+/// region cannot be told from its name, so all of them share one bucket per AccessKeyId,
+/// and no spelling of a host (`localhost`, `127.0.0.1`, a DNS alias) gains any quota.
+pub fn quota_region(endpoint: &Endpoint) -> Option<String> {
+    match endpoint {
+        Endpoint::Region { region, .. } => Some(region.clone()),
+        Endpoint::Url(url) => {
+            let labels: Vec<&str> = url.host_str()?.split('.').collect();
+            match labels.as_slice() {
+                [region, "fnf", "aliyuncs", "com"] | [_, region, "fnf", "aliyuncs", "com"] => Some(
+                    region
+                        .strip_suffix("-internal")
+                        .unwrap_or(region)
+                        .to_string(),
+                ),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// An object's `spec.endpoint`. Plain http off loopback is never allowed to an object,
+/// whatever `--allow-insecure-http` says: that flag is the cluster admin's word about the
+/// operator's own `--endpoint`, and an object naming that very endpoint may use it too.
+/// Anything else would send the signed request (and with the operator's credentials, its
+/// security token) in clear text to a host a namespace editor chose.
+fn object_endpoint(text: &str, config: &Endpoints) -> Result<Endpoint, Refusal> {
+    match Endpoint::url(text, false) {
+        Ok(e) => Ok(e),
+        Err(refused) => match (
+            &config.default,
+            Endpoint::url(text, config.allow_insecure_http),
+        ) {
+            (Some(own), Ok(e)) if e.base_url() == own.base_url() => Ok(e),
+            _ => Err(Refusal::Unusable(refused.to_string())),
+        },
     }
 }
 
@@ -217,6 +258,65 @@ mod tests {
             resolve(&spec("http://evil.test", true), &defaults()),
             Err(Refusal::Unusable(_))
         ));
+    }
+
+    #[test]
+    fn one_region_is_one_quota_however_it_is_spelled() {
+        let region = |text: &str| quota_region(&Endpoint::url(text, true).unwrap());
+        let hangzhou = quota_region(&Endpoint::region("cn-hangzhou", false).unwrap());
+        assert_eq!(hangzhou.as_deref(), Some("cn-hangzhou"));
+        for text in [
+            "https://cn-hangzhou.fnf.aliyuncs.com",
+            "https://CN-Hangzhou.fnf.aliyuncs.com:443/",
+            "https://cn-hangzhou-internal.fnf.aliyuncs.com",
+            "https://1234567890123456.cn-hangzhou.fnf.aliyuncs.com",
+            "https://1234567890123456.cn-hangzhou-internal.fnf.aliyuncs.com/",
+        ] {
+            assert_eq!(region(text), hangzhou, "{text}");
+        }
+        assert_eq!(
+            quota_region(&Endpoint::region("cn-hangzhou", true).unwrap()),
+            hangzhou
+        );
+        assert_eq!(
+            region("https://cn-shanghai.fnf.aliyuncs.com").as_deref(),
+            Some("cn-shanghai")
+        );
+        // Hosts whose region cannot be told share one bucket, however they are spelled.
+        for text in [
+            "http://127.0.0.1:9000",
+            "http://localhost:9000/",
+            "http://0x7f.0.0.1:9001",
+            "https://proxy.test",
+            "https://evil-fnf.aliyuncs.com.test",
+        ] {
+            assert_eq!(region(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn allow_insecure_http_covers_the_operators_own_endpoint_only() {
+        let config = Endpoints {
+            default: Some(Endpoint::url("http://fnf.internal.test:9000", true).unwrap()),
+            allow_insecure_http: true,
+            allowed_hosts: parse_allowlist("*.internal.test,other.test").unwrap(),
+        };
+        for own_secret in [false, true] {
+            let r = resolve(&spec("http://evil.internal.test:9000", own_secret), &config);
+            assert!(
+                matches!(r, Err(Refusal::Unusable(ref m)) if m.contains("plain http")),
+                "a tenant's http endpoint must be refused (own secret: {own_secret}): {r:?}"
+            );
+            assert!(
+                resolve(&spec("http://other.test", own_secret), &config).is_err(),
+                "{own_secret}"
+            );
+            assert!(
+                resolve(&spec("http://fnf.internal.test:9000/", own_secret), &config).is_ok(),
+                "the operator's own endpoint, spelled out (own secret: {own_secret})"
+            );
+        }
+        assert!(resolve(&spec("http://127.0.0.1:9", true), &config).is_ok());
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod status;
 mod tests;
 
 pub use status::{Reason, condition};
-use status::{execution_info, last_error, second, second_ceil, set_phase, truncate};
+use status::{execution_info, last_error, printable, second, second_ceil, set_phase};
 
 use crate::crd::{ExecutionStopSpec, ExecutionStopStatus, LastError, Phase};
 use fnf::{ErrorKind, Execution, ExecutionStatus, FnfError};
@@ -37,6 +37,11 @@ pub struct Policy {
     pub preview_refresh: Duration,
     /// How often an object refused by the ExecutionStopPolicies is looked at again.
     pub policy_recheck: Duration,
+    /// How long StopExecution may be throttled (429) in a row before the object gives up.
+    /// A 429 is back-pressure, not a failed attempt: it never counts against maxAttempts.
+    pub throttle_limit: Duration,
+    /// Pages one ExecutionStopSet listing may take before it is taken for endless.
+    pub list_page_limit: u32,
 }
 
 impl Default for Policy {
@@ -52,6 +57,8 @@ impl Default for Policy {
             throttle_retry: Duration::from_millis(50),
             preview_refresh: Duration::from_secs(300),
             policy_recheck: Duration::from_secs(30),
+            throttle_limit: Duration::from_secs(1800),
+            list_page_limit: 1000,
         }
     }
 }
@@ -173,7 +180,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::NoCredentials(message) => {
             s.last_error = Some(LastError {
                 code: Reason::CredentialsNotFound.as_str().into(),
-                message: message.clone(),
+                message: printable(message, 1024),
                 http_status: None,
                 request_id: None,
                 retryable: true,
@@ -199,12 +206,13 @@ pub fn decide(i: &Input<'_>) -> Decision {
         }
         Outcome::Stop(Ok(e)) => {
             // Our call was answered: it is the one that counts.
+            s.throttled_since = None;
             let attempt = s.pending_request_id.take();
             s.unconfirmed_request_id = None;
             s.request_id = e
                 .request_id
                 .as_deref()
-                .map(|r| truncate(r, 128))
+                .map(|r| printable(r, 128))
                 .or(attempt);
             s.execution = Some(execution_info(e));
             s.last_error = None;
@@ -219,6 +227,9 @@ pub fn decide(i: &Input<'_>) -> Decision {
             }
         }
         Outcome::Stop(Err(e)) => {
+            if e.kind() != ErrorKind::Throttled {
+                s.throttled_since = None;
+            }
             let attempt = s.pending_request_id.take();
             if e.outcome_unknown() {
                 // The call may have reached the service and stopped the execution.
@@ -351,7 +362,7 @@ fn refused(
 ) -> (Action, Option<Reason>) {
     s.last_error = Some(LastError {
         code: why.as_str().into(),
-        message: message.into(),
+        message: printable(message, 1024),
         http_status: None,
         request_id: None,
         retryable: false,
@@ -440,7 +451,7 @@ fn attempt_or_give_up(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Op
 fn forbid(i: &Input<'_>, s: &mut ExecutionStopStatus, why: &str) -> (Action, Option<Reason>) {
     s.last_error = Some(LastError {
         code: Reason::Forbidden.as_str().into(),
-        message: truncate(why, 1024),
+        message: printable(why, 1024),
         http_status: None,
         request_id: None,
         retryable: false,
@@ -588,11 +599,19 @@ fn failure(
             );
             return give_up(i, s, &msg);
         }
-        if counts && s.attempts >= max {
-            let msg = format!("gave up after {} attempts: {e}", s.attempts);
-            return give_up(i, s, &msg);
-        }
         if counts && e.kind() == ErrorKind::Throttled {
+            // A 429 is back-pressure, not a failure: the call was not carried out, so it is
+            // not an attempt (the retry reuses its RequestId). Bounded by time instead.
+            s.attempts = s.attempts.saturating_sub(1);
+            let since = s.throttled_since.get_or_insert_with(|| second(i.now)).0;
+            let throttled_for = until(since, i.now);
+            if throttled_for >= i.policy.throttle_limit {
+                let msg = format!(
+                    "gave up: every StopExecution was throttled for {} s: {e}",
+                    throttled_for.as_secs()
+                );
+                return give_up(i, s, &msg);
+            }
             // The client-side rate limiter, emptied and slowed by this 429, paces the
             // retry; waiting out a backoff on top would only leave quota unused.
             s.next_attempt_time = None;
@@ -608,6 +627,10 @@ fn failure(
                 Action::Wait(i.policy.throttle_retry),
                 Some(Reason::Retrying),
             );
+        }
+        if counts && s.attempts >= max {
+            let msg = format!("gave up after {} attempts: {e}", s.attempts);
+            return give_up(i, s, &msg);
         }
         let delay = backoff(i.policy, s.attempts.max(1), i.jitter);
         let at = plus(i.now, delay);
@@ -634,6 +657,26 @@ fn failure(
     // A DescribeExecution that fails for good leaves the attempt it was confirming unknown.
     if let Some(attempt) = s.pending_request_id.take() {
         s.unconfirmed_request_id = Some(attempt);
+    }
+    if !counts && e.kind() == ErrorKind::Auth {
+        if let Some(id) = s.request_id.clone() {
+            // StopExecution answered with success, and only the confirmation is refused:
+            // sending the stop again could add nothing, and neither could asking again.
+            let msg = format!(
+                "StopExecution was accepted (RequestId {id}) but cannot be confirmed: \
+                 DescribeExecution was refused ({e}); grant fnf:DescribeExecution to these \
+                 credentials to have stops confirmed. No further calls are made"
+            );
+            set_phase(
+                s,
+                Phase::Stopped,
+                Reason::StopAccepted,
+                &msg,
+                i.generation,
+                i.now,
+            );
+            return (Action::Done, Some(Reason::StopAccepted));
+        }
     }
     let why = match e.kind() {
         ErrorKind::Auth => {
@@ -699,7 +742,10 @@ fn transition_event(
     let warning = matches!(new, Phase::Failed | Phase::Retrying)
         || matches!(
             reason,
-            Reason::CredentialsNotFound | Reason::Retrying | Reason::Forbidden
+            Reason::CredentialsNotFound
+                | Reason::Retrying
+                | Reason::Forbidden
+                | Reason::StopAccepted
         );
     Some(Event {
         warning,

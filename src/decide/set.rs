@@ -2,11 +2,12 @@
 //! returned, now) to the next action and the new status. Pure, like `decide`.
 
 use super::policy::Verdict;
-use super::status::{last_error, second, second_ceil, set_conditions, truncate};
+use super::status::{last_error, printable, second, second_ceil, set_conditions};
 use super::{Credentials, Policy, Reason, backoff, plus, until};
 use crate::crd::LastError;
 use crate::crd::set::{
-    ChildCounts, ExecutionStopSetSpec, ExecutionStopSetStatus, FIRST_MATCHES, SetPhase,
+    ChildCounts, ExecutionStopSetSpec, ExecutionStopSetStatus, FIRST_MATCHES, ListPass,
+    ListingProgress, SetPhase,
 };
 use fnf::{ErrorKind, FnfError};
 use jiff::Timestamp;
@@ -17,13 +18,18 @@ use std::time::Duration;
 #[cfg(test)]
 mod tests;
 
-/// The executions a listing found (names, sorted), up to the cap.
+/// One page of ListExecutions.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Listing {
+pub struct Page {
+    /// The matching executions' names.
     pub names: Vec<String>,
-    /// More matched than the cap: listing stopped there.
-    pub more: bool,
+    /// Where the next page starts; none on the last page.
+    pub next_token: Option<String>,
 }
+
+/// A NextToken longer than this is not kept in status (a status write must not fail on
+/// size, whatever an endpoint answers).
+const MAX_TOKEN: usize = 1024;
 
 #[derive(Clone, Debug)]
 pub enum Outcome {
@@ -31,9 +37,12 @@ pub enum Outcome {
     NoCredentials(String),
     Unusable(String),
     EndpointNotAllowed(String),
-    Listed(Result<Listing, FnfError>),
-    /// The ExecutionStops asked for exist now.
-    Created,
+    Listed(Result<Page, FnfError>),
+    /// The ExecutionStops asked for exist now, but for these executions, whose names were
+    /// taken by objects the set did not create.
+    Created {
+        taken: Vec<String>,
+    },
 }
 
 pub struct Input<'a> {
@@ -59,11 +68,11 @@ pub enum Action {
     Done,
     Wait(Duration),
     ReadCredentials,
-    /// Persist the status, then list the matching executions started at or before
-    /// `started_before` (when set), stopping after `cap` of them.
+    /// Persist the status, then read one page of the matching executions started at or
+    /// before `started_before` (when set), from `next_token`.
     List {
         started_before: Option<Timestamp>,
-        cap: u32,
+        next_token: Option<String>,
     },
     /// Create one ExecutionStop for each of these executions (existing ones are kept).
     Create(Vec<String>),
@@ -118,10 +127,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::EndpointNotAllowed(m) => refuse(i, &mut s, Reason::EndpointNotAllowed, m),
         Outcome::Listed(Ok(listing)) => listed(i, &mut s, listing),
         Outcome::Listed(Err(e)) => list_failed(i, &mut s, e),
-        Outcome::Created => {
-            s.snapshot_complete = true;
-            by_children(i, &mut s)
-        }
+        Outcome::Created { taken } => created(i, &mut s, taken),
     };
     if matches!(i.outcome, Outcome::Nothing)
         && i.credentials == Credentials::Unread
@@ -139,11 +145,6 @@ pub fn decide(i: &Input<'_>) -> Decision {
         status: s.status,
         event,
     }
-}
-
-/// ListExecutions stops one past maxCount: enough to know there are more.
-fn cap(i: &Input<'_>) -> u32 {
-    i.spec.max_count.saturating_add(1)
 }
 
 /// The listing's upper bound on start time: the selector's, and once live the snapshot's.
@@ -175,11 +176,19 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
         if gave_up(s) {
             return Action::Done;
         }
+        if s.listing.is_none() {
+            s.listing = Some(ListingProgress::start(ListPass::Counting));
+        }
         return list(i, s, window_end(i, None));
     }
-    match (&s.snapshot_time, s.snapshot_complete) {
+    match (s.snapshot_time.clone(), s.snapshot_complete) {
         (_, true) => by_children(i, s),
-        (Some(t), false) if !gave_up(s) => list(i, s, window_end(i, Some(t.0))),
+        (Some(t), false) if !gave_up(s) => {
+            if s.listing.is_none() {
+                s.listing = Some(ListingProgress::start(ListPass::Counting));
+            }
+            list(i, s, window_end(i, Some(t.0)))
+        }
         (Some(_), false) => Action::Done,
         (None, _) => {
             // Going live: fix the snapshot's time before anything is listed, so a restart
@@ -191,6 +200,11 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
             s.snapshot_time = Some(t.clone());
             s.list_attempts = 0;
             s.last_error = None;
+            // Going live counts afresh: a preview's figures never stand in for the
+            // snapshot's (executions it counted may have ended since).
+            s.matched = None;
+            s.first_matches.clear();
+            s.listing = Some(ListingProgress::start(ListPass::Counting));
             set(
                 i,
                 s,
@@ -230,7 +244,7 @@ fn list(i: &Input<'_>, s: &mut Draft, started_before: Option<Timestamp>) -> Acti
     }
     Action::List {
         started_before,
-        cap: cap(i),
+        next_token: s.listing.as_ref().and_then(|l| l.next_token.clone()),
     }
 }
 
@@ -276,22 +290,84 @@ fn gave_up(s: &ExecutionStopSetStatus) -> bool {
     s.phase == Some(SetPhase::Failed) && s.last_error.as_ref().is_none_or(|e| !e.retryable)
 }
 
-fn listed(i: &Input<'_>, s: &mut Draft, l: &Listing) -> Action {
+/// One page read. A listing goes one page per pass (`Wait(ZERO)` in between), so sets
+/// share the workers page by page and a restart resumes from the recorded NextToken.
+fn listed(i: &Input<'_>, s: &mut Draft, page: &Page) -> Action {
     s.list_attempts = 0;
     s.next_attempt_time = None;
     s.last_error = None;
-    s.listed_time = Some(second(i.now));
-    s.first_matches = l
-        .names
-        .iter()
-        .take(FIRST_MATCHES)
-        .map(|n| truncate(n, 128))
-        .collect();
-    let matched = u32::try_from(l.names.len()).unwrap_or(u32::MAX);
+    let mut l = s
+        .listing
+        .take()
+        .unwrap_or_else(|| ListingProgress::start(ListPass::Counting));
+    if page.next_token.is_some() && page.next_token == l.next_token {
+        return endless(
+            i,
+            s,
+            &format!(
+                "ListExecutions answered page {} with the NextToken it was given; the listing would never end",
+                l.pages + 1
+            ),
+        );
+    }
+    if page
+        .next_token
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_TOKEN)
+    {
+        let msg = format!(
+            "ListExecutions answered a NextToken of more than {MAX_TOKEN} characters; refused"
+        );
+        error(s, Reason::InvalidRequest, &msg, false);
+        set(i, s, SetPhase::Failed, Reason::InvalidRequest, &msg);
+        return Action::Done;
+    }
+    l.pages += 1;
+    l.found = l
+        .found
+        .saturating_add(u32::try_from(page.names.len()).unwrap_or(u32::MAX));
+    let last = page.next_token.is_none();
+    l.next_token = page.next_token.clone();
+    match l.pass {
+        ListPass::Counting => {
+            let room = FIRST_MATCHES.saturating_sub(s.first_matches.len());
+            s.first_matches
+                .extend(page.names.iter().take(room).map(|n| printable(n, 128)));
+            let over = l.found > i.spec.max_count;
+            if over || last {
+                return counted(i, s, l, page);
+            }
+            s.listing = Some(l);
+            more_pages(i, s)
+        }
+        ListPass::Creating => {
+            s.listing = Some(l);
+            let missing: Vec<String> = page
+                .names
+                .iter()
+                .filter(|n| !i.existing.contains(*n))
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                return created(i, s, &[]);
+            }
+            Action::Create(missing)
+        }
+    }
+}
+
+/// The count is complete (or past maxCount): a preview reports it; a live set within
+/// maxCount goes on to create its ExecutionStops.
+fn counted(i: &Input<'_>, s: &mut Draft, l: ListingProgress, page: &Page) -> Action {
     let max = i.spec.max_count;
+    let over = l.found > max;
+    // maxCount + 1 stands for "more than maxCount": counting stops there.
+    let matched = l.found.min(max.saturating_add(1));
+    s.listed_time = Some(second(i.now));
+    s.listing = None;
+    s.matched = Some(matched);
     if i.spec.dry_run {
-        s.matched = Some(matched);
-        let msg = if l.more {
+        let msg = if over {
             format!(
                 "dry run: more than maxCount ({max}) executions match; going live would stop none"
             )
@@ -301,11 +377,7 @@ fn listed(i: &Input<'_>, s: &mut Draft, l: &Listing) -> Action {
         set(i, s, SetPhase::Previewing, Reason::Previewed, &msg);
         return Action::Wait(i.policy.preview_refresh);
     }
-    // After a restart, executions already stopped by this set no longer match: they count.
-    let all: BTreeSet<&String> = l.names.iter().chain(i.existing.iter()).collect();
-    let total = u32::try_from(all.len()).unwrap_or(u32::MAX);
-    s.matched = Some(s.matched.unwrap_or(0).max(total));
-    if (l.more || total > max) && i.existing.is_empty() {
+    if over {
         let msg = format!(
             "more than maxCount ({max}) executions match; nothing was stopped (raise maxCount or narrow the selector in a new ExecutionStopSet)"
         );
@@ -313,17 +385,77 @@ fn listed(i: &Input<'_>, s: &mut Draft, l: &Listing) -> Action {
         set(i, s, SetPhase::Failed, Reason::TooManyMatches, &msg);
         return Action::Done;
     }
-    let missing: Vec<String> = l
-        .names
-        .iter()
-        .filter(|n| !i.existing.contains(*n))
-        .cloned()
-        .collect();
-    if missing.is_empty() {
+    set(
+        i,
+        s,
+        SetPhase::Listing,
+        Reason::Listing,
+        &format!("{matched} executions match; creating their ExecutionStops"),
+    );
+    if l.pages == 1 {
+        // The whole snapshot came in one page: its names are at hand, no second listing.
+        s.listing = Some(ListingProgress::start(ListPass::Creating));
+        return listed(i, s, page);
+    }
+    s.listing = Some(ListingProgress::start(ListPass::Creating));
+    Action::Wait(Duration::ZERO)
+}
+
+/// Another page is due: in the next pass, unless this listing has run too long.
+fn more_pages(i: &Input<'_>, s: &mut Draft) -> Action {
+    let Some(l) = &s.listing else {
+        return Action::Wait(Duration::ZERO);
+    };
+    if l.pages >= i.policy.list_page_limit {
+        let msg = format!(
+            "ListExecutions kept answering with a NextToken: {} pages and {} matches without an end (the limit is {} pages a listing, --list-page-limit)",
+            l.pages, l.found, i.policy.list_page_limit
+        );
+        return endless(i, s, &msg);
+    }
+    Action::Wait(Duration::ZERO)
+}
+
+fn endless(i: &Input<'_>, s: &mut Draft, msg: &str) -> Action {
+    s.listing = None;
+    error(s, Reason::EndlessListing, msg, false);
+    set(i, s, SetPhase::Failed, Reason::EndlessListing, msg);
+    Action::Done
+}
+
+/// A page's ExecutionStops exist (but for `taken`): on to the next page, or, after the
+/// last, the snapshot is complete.
+fn created(i: &Input<'_>, s: &mut Draft, taken: &[String]) -> Action {
+    if !taken.is_empty() {
+        s.name_conflicts = s
+            .name_conflicts
+            .saturating_add(u32::try_from(taken.len()).unwrap_or(u32::MAX));
+        let room = FIRST_MATCHES.saturating_sub(s.name_taken.len());
+        s.name_taken
+            .extend(taken.iter().take(room).map(|n| printable(n, 128)));
+        let msg = format!(
+            "ExecutionStop names taken by objects this set did not create, for executions {}: those executions are not stopped by this set",
+            taken
+                .iter()
+                .take(FIRST_MATCHES)
+                .map(|n| printable(n, 128))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        set(i, s, SetPhase::Listing, Reason::NameTaken, &msg);
+    }
+    let Some(l) = &s.listing else {
         s.snapshot_complete = true;
         return by_children(i, s);
+    };
+    if l.next_token.is_some() {
+        return more_pages(i, s);
     }
-    Action::Create(missing)
+    // Every page is done: the snapshot is what this pass found.
+    s.matched = Some(l.found);
+    s.listing = None;
+    s.snapshot_complete = true;
+    by_children(i, s)
 }
 
 fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
@@ -380,25 +512,40 @@ fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
 
 /// Once every ExecutionStop exists: the set's phase is its children's.
 fn by_children(i: &Input<'_>, s: &mut Draft) -> Action {
-    // The cache may not show ExecutionStops just created: count those as pending.
+    // The cache may not show ExecutionStops just created: count those as pending. (Not
+    // those whose names were taken: they were never created.)
     let mut c = i.children.clone();
-    let expected = s.matched.unwrap_or(0);
+    let expected = s.matched.unwrap_or(0).saturating_sub(s.name_conflicts);
     if c.total < expected {
         c.pending += expected - c.total;
         c.total = expected;
     }
     s.children = c.clone();
-    let (phase, reason, msg) = if c.total == 0 {
+    let taken = s.name_conflicts;
+    let (phase, reason, msg) = if c.total == 0 && taken == 0 {
         (
             SetPhase::Completed,
             Reason::NoMatches,
-            "no execution matched the selector; nothing to stop".to_string(),
+            "no execution matched the selector when the set went live; nothing to stop".to_string(),
         )
     } else if c.finals() < c.total {
         (
             SetPhase::Stopping,
             Reason::Stopping,
             format!("{} of {} executions final", c.finals(), c.total),
+        )
+    } else if taken > 0 {
+        (
+            SetPhase::Failed,
+            Reason::NameTaken,
+            format!(
+                "{taken} executions not stopped: their ExecutionStop names are taken by objects this set did not create ({}); of the other {}: {} stopped, {} already finished, {} failed",
+                s.name_taken.join(", "),
+                c.total,
+                c.stopped,
+                c.already_finished,
+                c.failed
+            ),
         )
     } else if c.failed > 0 {
         (
@@ -434,7 +581,7 @@ fn refuse(i: &Input<'_>, s: &mut Draft, why: Reason, m: &str) -> Action {
 fn error(s: &mut ExecutionStopSetStatus, code: Reason, message: &str, retryable: bool) {
     s.last_error = Some(LastError {
         code: code.as_str().into(),
-        message: truncate(message, 1024),
+        message: printable(message, 1024),
         http_status: None,
         request_id: None,
         retryable,
@@ -458,7 +605,7 @@ fn set(i: &Input<'_>, s: &mut Draft, phase: SetPhase, reason: Reason, m: &str) {
         &mut s.conditions,
         [ready, !settled, phase == SetPhase::Failed],
         reason,
-        &truncate(m, 1024),
+        &printable(m, 1024),
         i.generation,
         i.now,
     );

@@ -36,6 +36,15 @@ pub enum Reason {
     ChildrenFailed,
     /// No ExecutionStopPolicy allows the object: no call is made.
     Forbidden,
+    /// StopExecution was accepted, and DescribeExecution, which would confirm it, is refused
+    /// (403): the stop stands on the service's word, and nothing more is called.
+    StopAccepted,
+    /// ExecutionStopSet: ListExecutions kept answering with a NextToken past the page limit
+    /// (or with the token it was given), so the listing would never end.
+    EndlessListing,
+    /// ExecutionStopSet: an ExecutionStop name the set needed is taken by an object it did
+    /// not create; that execution is not stopped by the set.
+    NameTaken,
 }
 
 impl Reason {
@@ -61,6 +70,9 @@ impl Reason {
             Self::Completed => "Completed",
             Self::ChildrenFailed => "ChildrenFailed",
             Self::Forbidden => "Forbidden",
+            Self::StopAccepted => "StopAccepted",
+            Self::EndlessListing => "EndlessListing",
+            Self::NameTaken => "NameTaken",
         }
     }
 }
@@ -129,7 +141,7 @@ pub fn set_phase(
     // Refused by policy is a state of its own, never left over under another reason.
     s.denied_by_policy = reason == Reason::Forbidden;
     // Messages may quote a foreign answer: bounded, so a status write cannot fail on size.
-    let message = &truncate(message, 1024);
+    let message = &printable(message, 1024);
     let ready = matches!(phase, Phase::Stopped | Phase::AlreadyFinished);
     let stalled = phase == Phase::Failed;
     set_conditions(
@@ -162,9 +174,9 @@ pub fn set_conditions(
 
 pub fn execution_info(e: &Execution) -> ExecutionInfo {
     ExecutionInfo {
-        status: Some(truncate(e.status.as_str(), 64)),
-        started_time: e.started_time.as_deref().map(|t| truncate(t, 64)),
-        stopped_time: e.stopped_time.as_deref().map(|t| truncate(t, 64)),
+        status: Some(printable(e.status.as_str(), 64)),
+        started_time: e.started_time.as_deref().map(|t| printable(t, 64)),
+        stopped_time: e.stopped_time.as_deref().map(|t| printable(t, 64)),
     }
 }
 
@@ -183,18 +195,49 @@ pub fn last_error(e: &FnfError) -> LastError {
         other => other.to_string(),
     };
     LastError {
-        code: truncate(&code, 128),
-        message: truncate(&message, 1024),
+        code: printable(&code, 128),
+        message: printable(&message, 1024),
         http_status: e.http_status(),
-        request_id: e.request_id().map(|r| truncate(r, 128)),
+        request_id: e.request_id().map(|r| printable(r, 128)),
         retryable: e.retryable(),
     }
 }
 
-/// At most `max` characters, marked with … when cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+/// At most `max` characters, marked with … when cut, with every control character written
+/// as a visible escape (`\u{1b}`): text from the cloud ends up on people's terminals
+/// (`kubectl get -o yaml`, `kubectl flowstop describe`), where an escape sequence in an
+/// error message could rewrite the screen.
+pub fn printable(s: &str, max: usize) -> String {
+    let cut = match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    };
+    let mut out = String::with_capacity(cut.len());
+    for c in cut.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    if cut.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped_and_length_is_bounded() {
+        assert_eq!(printable("\u{1b}[2Jgone", 100), "\\u{1b}[2Jgone");
+        assert_eq!(
+            printable("a\nb\u{7f}\u{9b}c", 100),
+            "a\\u{a}b\\u{7f}\\u{9b}c"
+        );
+        assert_eq!(printable("héllo wörld", 5), "héllo…");
+        assert_eq!(printable("ok", 2), "ok");
     }
 }

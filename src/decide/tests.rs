@@ -1086,3 +1086,122 @@ fn a_refusal_never_outlives_its_reason_so_a_final_object_stays_final() {
     let again = run_verdict(&failed.status, Outcome::Nothing, policy::Verdict::Allowed);
     assert_eq!(again.action, Action::Done);
 }
+
+#[test]
+fn a_throttled_stop_is_not_an_attempt_and_gives_up_only_after_the_throttle_limit() {
+    // The last allowed attempt (maxAttempts 3) is throttled, again and again.
+    let s = attempted(3);
+    assert_eq!(s.attempts, 3);
+    let d = run(
+        &s,
+        Outcome::Stop(Err(api(429, "ResourceThrottled"))),
+        "00:00",
+    );
+    assert_eq!(
+        d.status.phase,
+        Some(Phase::Retrying),
+        "not RetriesExhausted"
+    );
+    assert_eq!(
+        d.status.attempts, 2,
+        "a 429 was not carried out: no attempt"
+    );
+    assert_eq!(d.status.throttled_since, Some(second(t("00:00"))));
+    assert_eq!(d.action, Action::Wait(Duration::from_millis(50)));
+    // The retry reuses the throttled call's RequestId, and the clock keeps running.
+    let again = run(&d.status, Outcome::Nothing, "00:01");
+    assert_eq!(
+        again.action,
+        Action::Stop {
+            request_id: "uid-3".into()
+        }
+    );
+    let d = run(
+        &again.status,
+        Outcome::Stop(Err(api(429, "ResourceThrottled"))),
+        "29:59",
+    );
+    assert_eq!(d.status.phase, Some(Phase::Retrying));
+    assert_eq!(d.status.throttled_since, Some(second(t("00:00"))));
+    let again = run(&d.status, Outcome::Nothing, "30:00");
+    let d = run(
+        &again.status,
+        Outcome::Stop(Err(api(429, "ResourceThrottled"))),
+        "30:00",
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(ready(&d.status), ("False", "RetriesExhausted"));
+    assert!(
+        d.status.conditions[0]
+            .message
+            .contains("throttled for 1800 s"),
+        "{:?}",
+        d.status.conditions
+    );
+    // Any other answer ends the throttled stretch.
+    let again = run(
+        &attempted(1),
+        Outcome::Stop(Err(api(429, "ResourceThrottled"))),
+        "00:00",
+    );
+    let next = run(&again.status, Outcome::Nothing, "00:00");
+    let d = run(
+        &next.status,
+        Outcome::Stop(Err(api(500, "InternalServerError"))),
+        "00:00",
+    );
+    assert_eq!(d.status.throttled_since, None);
+    assert_eq!(d.status.attempts, 1);
+}
+
+#[test]
+fn an_accepted_stop_whose_confirmation_is_refused_is_never_sent_again() {
+    let d = run(&attempted(1), Outcome::Stop(Ok(exec("Running"))), "00:00");
+    assert_eq!(d.action, Action::Describe { wait_seconds: 10 });
+    let d = run_with(
+        &d.status,
+        Outcome::Describe(Err(api(403, "AccessDenied"))),
+        "00:01",
+        Some("rv1"),
+    );
+    assert_eq!(d.action, Action::Done);
+    assert_eq!(d.status.phase, Some(Phase::Stopped));
+    assert_eq!(ready(&d.status), ("True", "StopAccepted"));
+    assert_eq!(d.status.rejected_credentials_version, None);
+    let msg = &d.status.conditions[0].message;
+    assert!(
+        msg.contains("fnf:DescribeExecution") && msg.contains("rid"),
+        "{msg}"
+    );
+    let e = d.status.last_error.as_ref().unwrap();
+    assert_eq!(
+        (e.code.as_str(), e.http_status),
+        ("AccessDenied", Some(403))
+    );
+    assert!(d.event.as_ref().is_some_and(|e| e.warning));
+    // Final: a resync, a changed Secret, an hour later: no call.
+    for (now, creds) in [("00:02", "rv1"), ("59:00", "rv2")] {
+        assert_eq!(
+            run_with(&d.status, Outcome::Nothing, now, Some(creds)).action,
+            Action::Done
+        );
+    }
+}
+
+#[test]
+fn tenant_text_from_the_cloud_is_escaped_in_status() {
+    let e = FnfError::Api {
+        status: 500,
+        code: "X\u{1b}]0;pwn\u{7}".into(),
+        message: "\u{1b}[2Jcleared".into(),
+        request_id: Some("r\u{9b}1".into()),
+    };
+    let d = run(&attempted(1), Outcome::Stop(Err(e)), "00:00");
+    let le = d.status.last_error.unwrap();
+    let all = format!(
+        "{} {} {:?} {:?}",
+        le.code, le.message, le.request_id, d.status.conditions
+    );
+    assert!(!all.chars().any(|c| c.is_control()), "{all}");
+    assert!(le.message.starts_with("\\u{1b}[2J"), "{}", le.message);
+}

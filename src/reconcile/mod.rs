@@ -7,7 +7,7 @@ pub mod set;
 
 pub use credentials::SecretCache;
 
-use crate::crd::set::SET_LABEL;
+use crate::crd::set::{SET_LABEL, owner_set};
 use crate::crd::{ExecutionStop, ExecutionStopSet, ExecutionStopStatus};
 use crate::decide::policy::Verdict;
 use crate::decide::{self, Action, Decision, Input, Outcome, Policy};
@@ -93,11 +93,12 @@ impl Error {
     }
 }
 
-/// Rate limits apply per endpoint and AccessKeyId, as the service's quotas do.
+/// Rate limits apply per AccessKeyId and region, as the service's quotas do
+/// (`endpoint::quota_region`): no spelling of an endpoint makes a bucket of its own.
 fn limiter_key(account: &Account, class: &str) -> String {
     format!(
         "{}|{}|{class}",
-        account.endpoint.base_url(),
+        decide::endpoint::quota_region(&account.endpoint).unwrap_or_default(),
         account.credentials.access_key_id
     )
 }
@@ -121,21 +122,23 @@ struct Pass<'a> {
     verdict: Verdict,
 }
 
-/// Whether the ExecutionStopSet that owns this object is gone (or going). The cache answers
-/// when it has the set; otherwise the API server does, so a lagging cache never abandons
-/// a live set's ExecutionStop.
+/// Whether the ExecutionStopSet that created this object is gone (or going). The cache
+/// answers when it has the set; otherwise the API server does, so a lagging cache never
+/// abandons a live set's ExecutionStop.
+///
+/// A set deleted with `--cascade=orphan` is not going for its children: Kubernetes' orphan
+/// means they live on as objects of their own (the garbage collector removes their
+/// ownerReference), so they carry on.
 async fn abandoned(ctx: &Context, obj: &ExecutionStop) -> Result<bool, Error> {
-    let Some(owner) = obj
-        .owner_references()
-        .iter()
-        .find(|o| o.kind == "ExecutionStopSet" && o.api_version == "flowstop.dev/v1alpha1")
-    else {
+    let Some(owner) = owner_set(obj) else {
         return Ok(false);
     };
     let ns = obj.namespace().unwrap_or_default();
     let key = ObjectRef::<ExecutionStopSet>::new(&owner.name).within(&ns);
     let live = |set: &ExecutionStopSet| {
-        set.metadata.uid.as_ref() == Some(&owner.uid) && set.metadata.deletion_timestamp.is_none()
+        set.metadata.uid.as_ref() == Some(&owner.uid)
+            && (set.metadata.deletion_timestamp.is_none()
+                || set.finalizers().iter().any(|f| f == "orphan"))
     };
     let cached = ctx
         .sets

@@ -3,12 +3,14 @@
 
 use super::credentials::NoAccount;
 use super::{Context, Error, MANAGER, credentials, limiter_key};
-use crate::crd::set::{ChildCounts, ExecutionStopSet, ExecutionStopSetStatus, SET_LABEL, SetPhase};
+use crate::crd::set::{
+    ChildCounts, ExecutionStopSet, ExecutionStopSetStatus, SET_LABEL, SetPhase, is_child,
+};
 use crate::crd::{ExecutionStop, ExecutionStopSpec, Phase};
 use crate::decide::policy::Verdict;
-use crate::decide::set::{Action, Decision, Input, Listing, Outcome};
+use crate::decide::set::{Action, Decision, Input, Outcome, Page};
 use crate::decide::{self, Reason};
-use crate::ratelimit::Lane;
+use crate::ratelimit::BULK_HORIZON;
 use fnf::{Account, ErrorKind, ListRequest};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
@@ -79,19 +81,13 @@ impl SetContext {
 }
 
 /// The ExecutionStop of `execution` in `set`: the same name every time, so a restart that
-/// creates it again finds it instead of making a second one.
+/// creates it again finds it instead of making a second one. 64 bits of SHA-256: the chance
+/// that two of a set's 10,000 executions share a name is about 3 in 10^12 (and a name
+/// taken all the same is reported as taken, never counted).
 pub fn child_name(set: &str, execution: &str) -> String {
     let digest = Sha256::digest(execution.as_bytes());
-    let hex: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("{set}-{hex}")
-}
-
-fn is_child(set: &ExecutionStopSet, c: &ExecutionStop) -> bool {
-    c.namespace() == set.namespace()
-        && c.labels().get(SET_LABEL) == Some(&set.name_any())
-        && c.owner_references()
-            .iter()
-            .any(|o| Some(&o.uid) == set.metadata.uid.as_ref())
 }
 
 fn children(
@@ -215,8 +211,14 @@ impl Pass<'_> {
         )
     }
 
-    /// Every matching execution, page by page, each page through the shared limiter.
-    async fn list(&self, started_before: Option<Timestamp>, cap: u32) -> Outcome {
+    /// One page of matching executions, through the shared limiter. A slot more than a
+    /// second away is not waited for: the worker goes back to other objects, and this set
+    /// comes again when the slot may be free (`Err`).
+    async fn list(
+        &self,
+        started_before: Option<Timestamp>,
+        next_token: Option<String>,
+    ) -> Result<Outcome, Duration> {
         let ctx = &self.ctx.base;
         let account = &self
             .account
@@ -224,52 +226,46 @@ impl Pass<'_> {
             .expect("credentials read before a call")
             .0;
         let key = limiter_key(account, "list");
+        ctx.metrics
+            .waited(ctx.list_limiter.acquire_within(&key, BULK_HORIZON).await?);
         let sel = &self.obj.spec.selector;
         let time = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
-        let mut req = ListRequest {
+        let req = ListRequest {
             flow_name: self.obj.spec.flow_name.clone(),
             status: Some(sel.status.unwrap_or_default().as_str().into()),
             execution_name_prefix: sel.execution_name_prefix.clone(),
             started_time_begin: sel.started_after.as_ref().map(|t| time(t.0)),
             started_time_end: started_before.map(time),
-            next_token: None,
+            next_token,
             limit: Some(PAGE),
         };
-        let mut names = BTreeSet::new();
-        loop {
-            ctx.metrics
-                .waited(ctx.list_limiter.acquire(&key, Lane::Interactive).await);
-            let started = Instant::now();
-            let page = ctx.fnf.list(account, &req).await;
-            let outcome = match &page {
-                Ok(_) => "ok",
-                Err(e) => e.kind().as_str(),
-            };
-            ctx.metrics
-                .call("ListExecutions", outcome, started.elapsed().as_secs_f64());
-            let page = match page {
-                Ok(p) => {
-                    ctx.list_limiter.succeeded(&key);
-                    p
-                }
-                Err(e) => {
-                    if e.kind() == ErrorKind::Throttled {
-                        ctx.list_limiter.throttled(&key);
-                    }
-                    return Outcome::Listed(Err(e));
-                }
-            };
-            names.extend(page.executions.into_iter().filter_map(|e| e.name));
-            if names.len() >= cap as usize || page.next_token.is_none() {
-                let more = names.len() >= cap as usize;
-                let names = names.into_iter().take(cap as usize).collect();
-                return Outcome::Listed(Ok(Listing { names, more }));
+        let started = Instant::now();
+        let page = ctx.fnf.list(account, &req).await;
+        let outcome = match &page {
+            Ok(_) => "ok",
+            Err(e) => e.kind().as_str(),
+        };
+        ctx.metrics
+            .call("ListExecutions", outcome, started.elapsed().as_secs_f64());
+        Ok(Outcome::Listed(match page {
+            Ok(p) => {
+                ctx.list_limiter.succeeded(&key);
+                Ok(Page {
+                    names: p.executions.into_iter().filter_map(|e| e.name).collect(),
+                    next_token: p.next_token,
+                })
             }
-            req.next_token = page.next_token;
-        }
+            Err(e) => {
+                if e.kind() == ErrorKind::Throttled {
+                    ctx.list_limiter.throttled(&key);
+                }
+                Err(e)
+            }
+        }))
     }
 
-    /// One ExecutionStop per execution; one that exists already is left as it is.
+    /// One ExecutionStop per execution; one this set created already is left as it is. A
+    /// name held by anything else is reported, never taken for a child.
     async fn create(&self, executions: Vec<String>) -> Result<Outcome, Error> {
         let set = self.obj;
         let ns = set.namespace().unwrap_or_default();
@@ -278,7 +274,7 @@ impl Pass<'_> {
             .controller_owner_ref(&())
             .expect("a stored set has a uid");
         let spec = &set.spec;
-        futures::stream::iter(executions)
+        let taken = futures::stream::iter(executions)
             .map(|execution| {
                 let child = ExecutionStop {
                     metadata: ObjectMeta {
@@ -302,17 +298,35 @@ impl Pass<'_> {
                 };
                 let api = api.clone();
                 async move {
+                    let name = child.name_any();
                     match api.create(&PostParams::default(), &child).await {
-                        Ok(_) => Ok(()),
-                        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                        Ok(_) => Ok(None),
+                        Err(kube::Error::Api(e)) if e.code == 409 => {
+                            match api.get_opt(&name).await? {
+                                Some(there) if is_child(set, &there) => Ok(None),
+                                // Gone meanwhile: the next pass creates it.
+                                None => Err(Error::Conflict),
+                                Some(_) => Ok(Some(child.spec.execution_name)),
+                            }
+                        }
                         Err(e) => Err(Error::from(e)),
                     }
                 }
             })
             .buffer_unordered(CREATES_IN_FLIGHT)
-            .try_collect::<Vec<()>>()
+            .try_collect::<Vec<Option<String>>>()
             .await?;
-        Ok(Outcome::Created)
+        let mut taken: Vec<String> = taken.into_iter().flatten().collect();
+        taken.sort();
+        for execution in &taken {
+            tracing::warn!(
+                set = set.name_any(),
+                execution,
+                child = child_name(&set.name_any(), execution),
+                "an ExecutionStop name this set needs is taken by an object it did not create"
+            );
+        }
+        Ok(Outcome::Created { taken })
     }
 }
 
@@ -325,13 +339,24 @@ pub async fn reconcile(
         return Ok(controller::Action::await_change());
     }
     let ns = obj.namespace().unwrap_or_default();
+    let api: Api<ExecutionStopSet> = Api::namespaced(ctx.base.client.clone(), &ns);
+    // A listing goes a page a pass and comes straight back: the watch cache may not show
+    // the last page's NextToken yet, and reading that page again would waste a call and
+    // lose the status write. Read it fresh.
+    let obj = match obj.status.as_ref().and_then(|s| s.listing.as_ref()) {
+        Some(_) => match api.get_opt(&obj.name_any()).await? {
+            Some(fresh) => Arc::new(fresh),
+            None => return Ok(controller::Action::await_change()),
+        },
+        None => obj,
+    };
     let verdict = ctx
         .base
         .verdict(&ns, &obj.spec, &obj.spec.flow_name)
         .await?;
     let mut pass = Pass {
         ctx: &ctx,
-        api: Api::namespaced(ctx.base.client.clone(), &ns),
+        api,
         obj: &obj,
         status: obj.status.clone().unwrap_or_default(),
         stored: obj.status.clone(),
@@ -354,11 +379,15 @@ pub async fn reconcile(
             Action::ReadCredentials => pass.read_credentials().await?,
             Action::List {
                 started_before,
-                cap,
+                next_token,
             } => {
                 // The snapshot's time is on record before anything is listed.
                 pass.write().await?;
-                pass.list(started_before, cap).await
+                match pass.list(started_before, next_token).await {
+                    Ok(listed) => listed,
+                    // No slot within a second: give the worker back, come again.
+                    Err(later) => break controller::Action::requeue(later),
+                }
             }
             Action::Create(executions) => pass.create(executions).await?,
         };

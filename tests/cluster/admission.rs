@@ -42,6 +42,12 @@ async fn invalid_manifests_are_rejected_naming_the_field() {
         ("secret name too long", format!("  flowName: f\n  executionName: e\n  credentialsSecretRef: {{name: {}}}\n", "s".repeat(254)), "spec.credentialsSecretRef.name"),
         ("endpoint not a URL", "  flowName: f\n  executionName: e\n  endpoint: fnf.example.com\n".into(), "spec.endpoint"),
         ("endpoint ftp", "  flowName: f\n  executionName: e\n  endpoint: ftp://fnf.example.com\n".into(), "spec.endpoint"),
+        // Only scheme, host and port: anything else could make the same host a new quota
+        // bucket, or smuggle a host past a reader (user@host).
+        ("endpoint with a fragment", "  flowName: f\n  executionName: e\n  endpoint: \"https://cn-hangzhou.fnf.aliyuncs.com#1\"\n".into(), "spec.endpoint"),
+        ("endpoint with a query", "  flowName: f\n  executionName: e\n  endpoint: \"https://cn-hangzhou.fnf.aliyuncs.com/?a=1\"\n".into(), "spec.endpoint"),
+        ("endpoint with a path", "  flowName: f\n  executionName: e\n  endpoint: https://cn-hangzhou.fnf.aliyuncs.com/x\n".into(), "spec.endpoint"),
+        ("endpoint with user information", "  flowName: f\n  executionName: e\n  endpoint: https://cn-hangzhou.fnf.aliyuncs.com@evil.test/\n".into(), "spec.endpoint"),
         ("maxAttempts too many", "  flowName: f\n  executionName: e\n  maxAttempts: 101\n".into(), "spec.maxAttempts"),
         ("maxAttempts negative", "  flowName: f\n  executionName: e\n  maxAttempts: -1\n".into(), "spec.maxAttempts"),
         ("maxAttempts fractional", "  flowName: f\n  executionName: e\n  maxAttempts: 1.5\n".into(), "spec.maxAttempts"),

@@ -623,3 +623,281 @@ async fn single_stops_overtake_a_set_waiting_for_the_quota() {
     );
     op.stop().await;
 }
+
+/// A preview over three executions, one of which ends before the flip: the live set counts
+/// only its own snapshot and ends Completed with two children (it stayed Stopping with a
+/// phantom pending child before). And when every match ended before the flip: Completed,
+/// no children, and it says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_preview_never_stands_in_for_the_live_snapshot() {
+    let c = installed();
+    let (ns, cloud, op) = setup("set-stale", |_| {}, &[]).await;
+    start_all(&cloud, (1..=3).map(|n| format!("p-{n}"))).await;
+    start_all(&cloud, (1..=2).map(|n| format!("gone-{n}"))).await;
+    let spec = "  selector: {executionNamePrefix: p-}\n  maxCount: 10\n";
+    c.apply(&set_yaml(&ns, "s", &format!("{spec}  dryRun: true\n")));
+    let s = wait_set(&ns, "s", "jsonpath={.status.phase}=Previewing");
+    assert_eq!(s["matched"], 3, "{s:#}");
+    cloud.stop_out_of_band("f", "p-2").await;
+    c.apply(&set_yaml(&ns, "s", &format!("{spec}  dryRun: false\n")));
+    let s = wait_set(&ns, "s", "condition=Ready");
+    assert_eq!(s["phase"], "Completed", "{s:#}");
+    assert_eq!(s["matched"], 2, "the live snapshot's count; {s:#}");
+    assert_eq!(s["children"]["total"], 2, "{s:#}");
+    assert_eq!(s["children"]["pending"], 0, "{s:#}");
+    assert_eq!(s["children"]["stopped"], 2, "{s:#}");
+
+    let spec = "  selector: {executionNamePrefix: gone-}\n  maxCount: 10\n";
+    c.apply(&set_yaml(
+        &ns,
+        "all-gone",
+        &format!("{spec}  dryRun: true\n"),
+    ));
+    let s = wait_set(&ns, "all-gone", "jsonpath={.status.phase}=Previewing");
+    assert_eq!(s["matched"], 2, "{s:#}");
+    cloud.stop_out_of_band("f", "gone-1").await;
+    cloud.stop_out_of_band("f", "gone-2").await;
+    c.apply(&set_yaml(
+        &ns,
+        "all-gone",
+        &format!("{spec}  dryRun: false\n"),
+    ));
+    let s = wait_set(&ns, "all-gone", "condition=Ready");
+    assert_eq!(s["phase"], "Completed", "{s:#}");
+    assert_eq!(s["matched"], 0, "{s:#}");
+    assert_eq!(s["children"]["total"], 0, "{s:#}");
+    let ready = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "NoMatches", "{s:#}");
+    assert!(children(&ns, "all-gone").is_empty());
+    op.stop().await;
+}
+
+/// An endpoint that answers every ListExecutions with an empty page and a new NextToken.
+fn endless_lister() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let pages = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let served = pages.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let served = served.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut seen = vec![];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let body =
+                    format!(r#"{{"Executions":[],"NextToken":"page-{n}","RequestId":"r{n}"}}"#);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (url, pages)
+}
+
+/// Four sets of one tenant at an endpoint whose listing never ends cannot hold the set
+/// workers: another tenant's preview is counted meanwhile, and each endless set fails on
+/// its own reason after --list-page-limit pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_listing_neither_starves_other_sets_nor_runs_for_ever() {
+    let c = installed();
+    let (hostile_url, pages) = endless_lister();
+    let quiet = c.namespace("set-fair-b");
+    let (ns, cloud, op) = {
+        let c = installed();
+        let ns = c.namespace("set-fair-a");
+        let cloud = Cloud::new(|_| {}).await;
+        cloud.flow("f").await;
+        for n in [&ns, &quiet] {
+            c.apply(&secret(n, "creds", AK, SK));
+        }
+        let op = Operator::start(
+            &format!("{ns},{quiet}"),
+            &cloud.emu.url(),
+            &[
+                "--list-page-limit",
+                "300",
+                "--list-rate",
+                "1000",
+                "--list-burst",
+                "100",
+            ],
+        )
+        .await;
+        (ns, cloud, op)
+    };
+    start_all(&cloud, (1..=3).map(|n| format!("f-{n}"))).await;
+    for n in 0..4 {
+        c.apply(&set_yaml(
+            &ns,
+            &format!("endless-{n}"),
+            &format!("  maxCount: 10\n  dryRun: true\n  endpoint: {hostile_url}\n"),
+        ));
+    }
+    eventually("the endless sets are paging", || async {
+        pages.load(std::sync::atomic::Ordering::Relaxed) >= 40
+    })
+    .await;
+    let before = pages.load(std::sync::atomic::Ordering::Relaxed);
+    c.apply(&set_yaml(
+        &quiet,
+        "fair",
+        "  maxCount: 10\n  dryRun: true\n",
+    ));
+    let s = wait_set(&quiet, "fair", "jsonpath={.status.phase}=Previewing");
+    let meanwhile = pages.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(s["matched"], 3, "{s:#}");
+    assert!(
+        meanwhile < 4 * 300,
+        "the other tenant's preview waited for the endless listings to end ({meanwhile} pages)"
+    );
+    for n in 0..4 {
+        let s = wait_set(&ns, &format!("endless-{n}"), "condition=Stalled");
+        assert_eq!(s["phase"], "Failed", "{s:#}");
+        assert_eq!(s["lastError"]["code"], "EndlessListing", "{s:#}");
+        let msg = s["lastError"]["message"].as_str().unwrap();
+        assert!(msg.contains("300 pages"), "{msg}");
+        assert!(s.get("listing").is_none(), "{s:#}");
+    }
+    // Each set reads the page limit (a page read again after a lost status write is the
+    // only excess allowed, and there should be none).
+    let served = pages.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        (4 * 300..=4 * 300 + 8).contains(&served),
+        "pages served: {served}"
+    );
+    op.stop().await;
+}
+
+/// A namespace editor who reads firstMatches takes the name of one child before the flip,
+/// and forges another with the set's label and uid: the set reports the taken name
+/// (status, Event, the execution), never counts either stranger, and stops the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatted_or_forged_child_is_reported_and_never_counted() {
+    let c = installed();
+    let (ns, cloud, op) = setup("set-squat", |_| {}, &[]).await;
+    start_all(&cloud, (1..=3).map(|n| format!("v-{n}"))).await;
+    let spec = "  selector: {executionNamePrefix: v-}\n  maxCount: 10\n";
+    c.apply(&set_yaml(&ns, "s", &format!("{spec}  dryRun: true\n")));
+    let s = wait_set(&ns, "s", "jsonpath={.status.phase}=Previewing");
+    assert_eq!(s["firstMatches"][0], "v-1", "{s:#}");
+    let uid = get(&ns, "s")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let squatted = flowstop::reconcile::set::child_name("s", "v-1");
+    c.apply(
+        &testkit::fixtures::ExecutionStop::new(&ns, &squatted, "other-flow", "unrelated")
+            .secret("creds")
+            .yaml(),
+    );
+    // A stranger dressed as a child: the set's label, and an ownerReference to its uid
+    // that is not a controller reference.
+    c.apply(&format!(
+        "apiVersion: flowstop.dev/v1alpha1\nkind: ExecutionStop\nmetadata:\n  name: forged\n  namespace: {ns}\n  labels: {{flowstop.dev/set: s}}\n  ownerReferences:\n  - {{apiVersion: flowstop.dev/v1alpha1, kind: ExecutionStopSet, name: s, uid: {uid}}}\nspec: {{flowName: other-flow, executionName: forged, credentialsSecretRef: {{name: creds}}}}\n"
+    ));
+    c.apply(&set_yaml(&ns, "s", &format!("{spec}  dryRun: false\n")));
+    let s = wait_set(&ns, "s", "condition=Stalled");
+    assert_eq!(s["phase"], "Failed", "{s:#}");
+    assert_eq!(s["nameTaken"], serde_json::json!(["v-1"]), "{s:#}");
+    assert_eq!(s["nameConflicts"], 1, "{s:#}");
+    assert_eq!(s["children"]["total"], 2, "neither stranger counts; {s:#}");
+    assert_eq!(s["children"]["stopped"], 2, "{s:#}");
+    let ready = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "NameTaken", "{s:#}");
+    let msg = ready["message"].as_str().unwrap();
+    assert!(msg.contains("v-1") && msg.contains("not stopped"), "{msg}");
+    let note = wait_event(c, &ns, "Warning", "NameTaken").await;
+    assert!(note.contains("v-1"), "{note}");
+    {
+        let emu = cloud.emu.emulator.lock();
+        let v1 = &emu.state.executions[&("f".to_string(), "v-1".to_string())];
+        assert_eq!(
+            v1.status, "Running",
+            "the squatted execution was not stopped"
+        );
+    }
+    op.stop().await;
+}
+
+/// `kubectl delete --cascade=orphan` keeps Kubernetes' meaning: the children live on as
+/// objects of their own and finish their stops (no garbage collector runs here, so the
+/// set stays, deleting, with the orphan finalizer: the moment the old code took for
+/// "deleted" and stopped its children's calls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_deleted_with_orphan_cascade_leaves_its_children_carrying_on() {
+    let c = installed();
+    let (ns, cloud, op) = setup(
+        "set-orphan",
+        |_| {},
+        &["--stop-rate", "4", "--stop-burst", "1"],
+    )
+    .await;
+    start_all(&cloud, (0..12).map(|n| format!("o-{n:02}"))).await;
+    c.apply(&set_yaml(&ns, "o", "  maxCount: 12\n"));
+    eventually("two of the set's stops", || async {
+        cloud.count("StopExecution", "OK") >= 2
+    })
+    .await;
+    c.must(
+        &[
+            "delete",
+            "-n",
+            &ns,
+            "executionstopset",
+            "o",
+            "--cascade=orphan",
+            "--wait=false",
+        ],
+        None,
+    );
+    let stopped_at_delete = cloud.count("StopExecution", "OK");
+    assert!(stopped_at_delete < 12, "deleted after all were stopped");
+    eventually("every orphan stopped its execution", || async {
+        let out = c.must(
+            &[
+                "get",
+                "-n",
+                &ns,
+                "executionstop",
+                "-l",
+                "flowstop.dev/set=o",
+                "-o",
+                "jsonpath={range .items[*]}{.status.phase}/{.status.lastError.code}{\"\\n\"}{end}",
+            ],
+            None,
+        );
+        let phases: Vec<&str> = out.lines().collect();
+        assert!(
+            !phases.iter().any(|p| p.ends_with("SetDeleted")),
+            "an orphan gave up as if its set were gone: {phases:?}"
+        );
+        phases.len() == 12 && phases.iter().all(|p| p.starts_with("Stopped"))
+    })
+    .await;
+    assert_eq!(cloud.count("StopExecution", "OK"), 12);
+    op.stop().await;
+}

@@ -190,3 +190,57 @@ async fn deleted_objects_are_no_longer_counted() {
     }
     op.stop().await;
 }
+
+/// StopExecution accepted (the service stops asynchronously), then DescribeExecution refused
+/// with 403: the object ends Stopped on the service's word, names the missing permission,
+/// and sends nothing again — not after a changed Secret, not on a resync (it used to end
+/// Failed/CredentialsRejected and send the same stop again on each recheck).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_stop_whose_confirmation_is_refused_is_not_sent_again() {
+    let c = installed();
+    let (ns, cloud, op) = setup(
+        "accepted-403",
+        |cfg| cfg.async_stop_ms = Some(600_000),
+        &["--credentials-recheck-seconds", "1"],
+    )
+    .await;
+    cloud.start("f", "e1", None).await;
+    cloud.fault("DescribeExecution=403@1");
+    c.apply(
+        &ExecutionStop::new(&ns, "s", "f", "e1")
+            .secret("creds")
+            .yaml(),
+    );
+    wait_for(c, &ns, "s", "condition=Ready");
+    let s = status(c, &ns, "s");
+    assert_eq!(s["phase"], "Stopped", "{s}");
+    let ready = s["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "StopAccepted", "{s}");
+    let msg = ready["message"].as_str().unwrap();
+    assert!(msg.contains("fnf:DescribeExecution"), "{msg}");
+    assert_eq!(s["lastError"]["httpStatus"], 403, "{s}");
+    assert_eq!(cloud.calls("StopExecution"), 1);
+    // A changed Secret, and a pass over the object: still the one call.
+    c.must(
+        &["label", "-n", &ns, "secret", "creds", "rotated=yes"],
+        None,
+    );
+    let reconciles = op.metric("flowstop_reconciles_total").await;
+    c.must(&["annotate", "-n", &ns, "estop", "s", "poke=1"], None);
+    eventually("a pass over the object", || async {
+        op.metric("flowstop_reconciles_total").await > reconciles
+    })
+    .await;
+    assert_eq!(
+        cloud.calls("StopExecution"),
+        1,
+        "the accepted stop was not sent again"
+    );
+    op.stop().await;
+}

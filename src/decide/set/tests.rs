@@ -27,10 +27,11 @@ fn names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("e{i:02}")).collect()
 }
 
+/// A page of `n` names; `more`: a NextToken follows.
 fn listed(n: usize, more: bool) -> Outcome {
-    Outcome::Listed(Ok(Listing {
+    Outcome::Listed(Ok(Page {
         names: names(n),
-        more,
+        next_token: more.then(|| "next".to_string()),
     }))
 }
 
@@ -141,7 +142,7 @@ fn a_dry_run_lists_with_no_time_bound_and_a_cap_one_past_max_count() {
         d.action,
         Action::List {
             started_before: None,
-            cap: 6
+            next_token: None
         }
     );
 }
@@ -188,7 +189,7 @@ fn going_live_records_the_snapshot_time_before_listing_up_to_it() {
         d.action,
         Action::List {
             started_before: Some(t("00:07")),
-            cap: 6
+            next_token: None
         }
     );
     // After a restart: the same snapshot, not a new one.
@@ -198,7 +199,7 @@ fn going_live_records_the_snapshot_time_before_listing_up_to_it() {
         c.run().action,
         Action::List {
             started_before: Some(t("00:07")),
-            cap: 6
+            next_token: None
         }
     );
 }
@@ -212,7 +213,7 @@ fn the_window_ends_at_the_earlier_of_the_selector_and_the_snapshot() {
         c.run().action,
         Action::List {
             started_before: Some(t("00:03")),
-            cap: 6
+            next_token: None
         }
     );
 }
@@ -237,13 +238,239 @@ fn a_listing_creates_only_the_missing_children() {
 }
 
 #[test]
-fn after_a_restart_stopped_children_still_count_and_the_cap_is_not_rechecked() {
-    // Two children stopped before the restart no longer match Running.
-    let mut c = Case::new(spec(false, 3), listed(1, false));
+fn after_a_restart_the_listing_resumes_from_its_token_and_counts_what_it_lists() {
+    let mut c = Case::new(spec(false, 300), Outcome::Nothing);
+    c.status = live(0);
+    c.status.snapshot_complete = false;
+    c.status.matched = Some(150);
+    c.status.listing = Some(ListingProgress {
+        pass: ListPass::Creating,
+        next_token: Some("p2".into()),
+        pages: 1,
+        found: 99,
+    });
+    assert_eq!(
+        c.run().action,
+        Action::List {
+            started_before: Some(t("00:00")),
+            next_token: Some("p2".into())
+        }
+    );
+    // Children created before the restart stopped their executions: no longer listed,
+    // and not needed in the count (they are counted as children).
+    c.outcome = listed(1, false);
     c.existing = ["x1".to_string(), "x2".to_string()].into();
     let d = c.run();
-    assert_eq!(d.status.matched, Some(3));
     assert_eq!(d.action, Action::Create(vec!["e00".into()]));
+    c.status = d.status;
+    c.outcome = Outcome::Created { taken: vec![] };
+    c.children = counts(2, 0, 0, 0);
+    let d = c.run();
+    assert!(d.status.snapshot_complete);
+    assert_eq!(d.status.matched, Some(100));
+    assert_eq!(d.status.listing, None);
+}
+
+#[test]
+fn a_stale_preview_never_stands_in_for_the_live_snapshot() {
+    // Previewed three; one of them ended before the flip.
+    let mut c = Case::new(spec(true, 10), listed(3, false));
+    c.status = c.run().status;
+    assert_eq!(c.status.matched, Some(3));
+    c.spec.dry_run = false;
+    c.outcome = Outcome::Nothing;
+    let d = c.run();
+    assert_eq!(
+        d.status.matched, None,
+        "going live forgets the preview's count"
+    );
+    assert!(matches!(d.action, Action::List { .. }));
+    c.status = d.status;
+    c.outcome = listed(2, false);
+    let d = c.run();
+    assert_eq!(d.action, Action::Create(names(2)));
+    assert_eq!(d.status.matched, Some(2));
+    c.status = d.status;
+    c.outcome = Outcome::Created { taken: vec![] };
+    c.children = counts(2, 0, 0, 0);
+    let d = c.run();
+    assert_eq!(d.status.children, counts(2, 0, 0, 0), "no pending padding");
+    assert_eq!(d.status.phase, Some(SetPhase::Completed));
+
+    // Every match ended before the flip: Completed, no children, and it says so.
+    let mut c = Case::new(spec(true, 10), listed(3, false));
+    c.status = c.run().status;
+    c.spec.dry_run = false;
+    c.outcome = Outcome::Nothing;
+    c.status = c.run().status;
+    c.outcome = listed(0, false);
+    let d = c.run();
+    assert_eq!(d.action, Action::Done);
+    assert_eq!(d.status.phase, Some(SetPhase::Completed));
+    assert_eq!(d.status.matched, Some(0));
+    assert_eq!(d.status.children, ChildCounts::default());
+    assert_eq!(ready(&d.status), ("True".into(), "NoMatches".into()));
+    assert!(
+        d.status.conditions[0]
+            .message
+            .contains("no execution matched"),
+        "{:?}",
+        d.status.conditions
+    );
+}
+
+/// Runs the decisions of a whole listing, feeding each page, as the shell does.
+fn page(names: Vec<String>, next: Option<&str>) -> Outcome {
+    Outcome::Listed(Ok(Page {
+        names,
+        next_token: next.map(String::from),
+    }))
+}
+
+#[test]
+fn a_listing_reads_one_page_per_pass_counting_first_then_creating() {
+    let mut c = Case::new(spec(false, 150), Outcome::Nothing);
+    let first: Vec<String> = (0..99).map(|n| format!("a{n:03}")).collect();
+    let second: Vec<String> = (0..21).map(|n| format!("b{n:03}")).collect();
+    c.status = c.run().status;
+    // Counting: page 1, then a pass of its own for page 2.
+    c.outcome = page(first.clone(), Some("t1"));
+    let d = c.run();
+    assert_eq!(d.action, Action::Wait(Duration::ZERO), "one page per pass");
+    let l = d.status.listing.clone().unwrap();
+    assert_eq!((l.pass, l.pages, l.found), (ListPass::Counting, 1, 99));
+    assert_eq!(l.next_token.as_deref(), Some("t1"));
+    assert_eq!(d.status.first_matches, first[..10]);
+    c.status = d.status;
+    c.outcome = Outcome::Nothing;
+    assert_eq!(
+        c.run().action,
+        Action::List {
+            started_before: Some(t("00:00")),
+            next_token: Some("t1".into())
+        }
+    );
+    c.outcome = page(second.clone(), None);
+    let d = c.run();
+    assert_eq!(d.status.matched, Some(120));
+    assert_eq!(d.action, Action::Wait(Duration::ZERO));
+    assert_eq!(
+        d.status.listing,
+        Some(ListingProgress::start(ListPass::Creating))
+    );
+    assert!(
+        d.status.children.total == 0,
+        "nothing created while counting"
+    );
+    // Creating: the same pages again, an ExecutionStop per name.
+    c.status = d.status;
+    c.outcome = page(first.clone(), Some("t1"));
+    let d = c.run();
+    assert_eq!(d.action, Action::Create(first.clone()));
+    c.status = d.status;
+    c.outcome = Outcome::Created { taken: vec![] };
+    let d = c.run();
+    assert_eq!(d.action, Action::Wait(Duration::ZERO));
+    assert_eq!(
+        d.status.listing.as_ref().unwrap().next_token.as_deref(),
+        Some("t1")
+    );
+    c.status = d.status;
+    c.outcome = page(second.clone(), None);
+    assert_eq!(c.run().action, Action::Create(second));
+}
+
+#[test]
+fn a_listing_past_maxcount_fails_before_anything_is_created_even_over_pages() {
+    let mut c = Case::new(spec(false, 120), Outcome::Nothing);
+    c.status = c.run().status;
+    c.outcome = page(names(99), Some("t1"));
+    c.status = c.run().status;
+    c.outcome = page((0..22).map(|n| format!("b{n}")).collect(), Some("t2"));
+    let d = c.run();
+    assert_eq!(d.action, Action::Done);
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(d.status.matched, Some(121), "maxCount + 1");
+    assert_eq!(d.status.last_error.unwrap().code, "TooManyMatches");
+}
+
+#[test]
+fn an_endpoint_that_never_ends_its_listing_fails_the_set() {
+    let policy = Policy {
+        list_page_limit: 3,
+        ..Policy::default()
+    };
+    let mut c = Case::new(spec(true, 10), Outcome::Nothing);
+    let mut tokens = ["t1", "t2", "t3"].into_iter();
+    let mut last = None;
+    for _ in 0..3 {
+        c.outcome = page(vec![], tokens.next());
+        let mut input = c.input();
+        input.policy = &policy;
+        last = Some(decide(&input));
+        c.status = last.clone().unwrap().status;
+    }
+    let d = last.unwrap();
+    assert_eq!(d.action, Action::Done);
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(ready(&d.status), ("False".into(), "EndlessListing".into()));
+    let msg = &d.status.last_error.as_ref().unwrap().message;
+    assert!(
+        msg.contains("3 pages") && msg.contains("--list-page-limit"),
+        "{msg}"
+    );
+    assert_eq!(d.status.listing, None);
+
+    // The same token answered again: no progress, fails at once.
+    let mut c = Case::new(spec(true, 10), page(vec![], Some("same")));
+    c.status = c.run().status;
+    let d = c.run();
+    assert_eq!(ready(&d.status), ("False".into(), "EndlessListing".into()));
+
+    // A token too long to keep in status is refused.
+    let c = Case::new(spec(true, 10), page(vec![], Some(&"x".repeat(2000))));
+    let d = c.run();
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert!(d.status.listing.is_none());
+}
+
+#[test]
+fn a_name_taken_by_a_stranger_is_reported_and_never_counted() {
+    let mut c = Case::new(
+        spec(false, 10),
+        Outcome::Created {
+            taken: vec!["e01".into()],
+        },
+    );
+    c.status = live(3);
+    c.status.snapshot_complete = false;
+    c.children = counts(0, 0, 0, 2);
+    let d = c.run();
+    assert_eq!(d.status.name_conflicts, 1);
+    assert_eq!(d.status.name_taken, ["e01"]);
+    assert_eq!(
+        d.status.children,
+        counts(0, 0, 0, 2),
+        "the stranger is not padded in"
+    );
+    assert_eq!(d.status.phase, Some(SetPhase::Stopping));
+    let (warning, reason, note) = d.event.clone().unwrap();
+    assert!(warning || reason == Reason::Stopping, "{reason:?}");
+    c.status = d.status;
+    c.outcome = Outcome::Nothing;
+    c.children = counts(2, 0, 0, 0);
+    let d = c.run();
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(ready(&d.status), ("False".into(), "NameTaken".into()));
+    let msg = &d.status.conditions[0].message;
+    assert!(msg.contains("e01") && msg.contains("not stopped"), "{msg}");
+    let _ = note;
+}
+
+#[test]
+fn listed_names_reach_status_printable() {
+    let d = Case::new(spec(true, 10), page(vec!["\u{1b}[2Jx".into()], None)).run();
+    assert_eq!(d.status.first_matches, ["\\u{1b}[2Jx"]);
 }
 
 #[test]
@@ -259,7 +486,7 @@ fn when_every_child_exists_the_snapshot_is_complete() {
 
 #[test]
 fn children_the_cache_does_not_show_yet_count_as_pending() {
-    let mut c = Case::new(spec(false, 5), Outcome::Created);
+    let mut c = Case::new(spec(false, 5), Outcome::Created { taken: vec![] });
     c.status = live(4);
     c.status.snapshot_complete = false;
     c.children = counts(1, 0, 0, 0);
@@ -512,7 +739,7 @@ fn a_rejected_live_set_lists_its_snapshot_again_after_the_retry_time() {
         d.action,
         Action::List {
             started_before: c.status.snapshot_time.as_ref().map(|t| t.0),
-            cap: 6
+            next_token: None
         },
         "the same snapshot"
     );
@@ -556,7 +783,7 @@ fn a_set_the_policies_refuse_lists_nothing_until_they_allow_it() {
         d.action,
         Action::List {
             started_before: Some(snapshot.0),
-            cap: 6
+            next_token: None
         },
         "the snapshot of when it went live"
     );
@@ -613,7 +840,7 @@ fn a_dry_run_the_policies_refuse_previews_nothing() {
         d.action,
         Action::List {
             started_before: None,
-            cap: 6
+            next_token: None
         }
     );
 }
