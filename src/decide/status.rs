@@ -206,25 +206,9 @@ pub fn last_error(e: &FnfError) -> LastError {
 /// At most `max` characters, marked with … when cut, with every control character written
 /// as a visible escape (`\u{1b}`): text from the cloud ends up on people's terminals
 /// (`kubectl get -o yaml`, `kubectl flowstop describe`), where an escape sequence in an
-/// error message could rewrite the screen.
-pub fn printable(s: &str, max: usize) -> String {
-    let cut = match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    };
-    let mut out = String::with_capacity(cut.len());
-    for c in cut.chars() {
-        if c.is_control() {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    if cut.len() < s.len() {
-        out.push('…');
-    }
-    out
-}
+/// error message could rewrite the screen. The fnf client's own rule, applied again to
+/// what it did not write (our messages quoting names and endpoints).
+pub use fnf::redact::printable;
 
 #[cfg(test)]
 mod tests {

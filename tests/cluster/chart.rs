@@ -3,13 +3,19 @@
 //! dry run of everything it can render (ServiceMonitor and PrometheusRule against the
 //! Prometheus Operator's own CRDs), and a release's life: install, upgrade, rollback,
 //! uninstall with the CRDs kept or not, on a control plane of its own (CRDs are
-//! cluster-wide: the shared plane's tests must never see them go).
+//! cluster-wide: the shared plane's tests must never see them go). And the operator's RBAC
+//! with `watchNamespaces` (releases without CRDs, on the shared plane): asked of the API
+//! server with `kubectl auth can-i`, and enough for the operator to work as its
+//! ServiceAccount.
 
 use serde_yaml_ng::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use testkit::cluster::{Cluster, bin_dir, get, launch};
-use testkit::operator::repo;
+use std::time::Duration;
+use testkit::cloud::{AK, Cloud, SK};
+use testkit::cluster::{Cluster, bin_dir, get, launch, workspace_bin};
+use testkit::fixtures::{ExecutionStop, secret};
+use testkit::operator::{Launch, Operator, installed, repo, status, wait_event, wait_for};
 
 /// The Prometheus Operator whose CRDs the ServiceMonitor and PrometheusRule are checked
 /// against, from the Go module proxy (the module carries them under example/).
@@ -374,7 +380,11 @@ fn a_release_installs_upgrades_rolls_back_and_uninstalls() {
 
     // Everything the chart can render, defaults and every option, passes the API server's
     // own validation (CRD schemas included) without being created.
-    c.must(&["create", "namespace", "flowstop-system"], None);
+    // With watchNamespaces the operator's rules are Roles in those namespaces: they exist
+    // before the release, as they must before any install.
+    for ns in ["flowstop-system", "team-a", "team-b"] {
+        c.must(&["create", "namespace", ns], None);
+    }
     for set in [
         vec![],
         vec![
@@ -534,4 +544,199 @@ fn a_release_installs_upgrades_rolls_back_and_uninstalls() {
         None,
     );
     assert!(!crds(c).contains("flowstop.dev"), "{}", crds(c));
+}
+
+/// A release of the chart on the shared plane, in a new namespace named like it (so its
+/// ClusterRole and ClusterRoleBinding are its own too), without the CRDs (`installed()`
+/// has them) or the tenants' roles (aggregated into the built-in roles all tests share): the
+/// operator's RBAC only. Its ServiceAccount is named like the release.
+fn release(c: &Cluster, helm: &Helm, set: &[&str]) -> String {
+    let name = c.namespace("flowstop-rbac");
+    let chart = chart();
+    let mut args = vec![
+        "install",
+        name.as_str(),
+        &chart,
+        "-n",
+        name.as_str(),
+        "--set",
+        "crds.enabled=false",
+        "--set",
+        "tenantRoles.enabled=false",
+    ];
+    for s in set {
+        args.extend(["--set", s]);
+    }
+    helm.must(&args);
+    name
+}
+
+/// `kubectl auth can-i <what>` as the ServiceAccount of `release`, in namespace `ns` or,
+/// for None, cluster-wide (`--all-namespaces`).
+fn can_i(c: &Cluster, release: &str, what: &[&str], ns: Option<&str>) -> bool {
+    let user = format!("system:serviceaccount:{release}:{release}");
+    let mut args = vec!["auth", "can-i"];
+    args.extend(what);
+    args.extend(["--as", &user]);
+    match ns {
+        Some(ns) => args.extend(["-n", ns]),
+        None => args.push("--all-namespaces"),
+    }
+    let out = c.kubectl(&args, None);
+    let answer = String::from_utf8_lossy(&out.stdout);
+    if answer.trim() == "yes" {
+        true
+    } else if answer.starts_with("no") {
+        false
+    } else {
+        panic!(
+            "kubectl {args:?}: {answer}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+/// With `watchNamespaces`, the operator may read Secrets (get only) in those namespaces and
+/// nowhere else — not in a namespace it does not watch, not in its own, not cluster-wide —
+/// and the same holds for its objects and Events; only policies and namespaces (for tenancy)
+/// are read cluster-wide. Without, it may everywhere. Asked of the API server, as users ask.
+#[test]
+fn with_watch_namespaces_secrets_are_readable_there_only() {
+    let c = installed();
+    let helm = Helm::new(Some(&c.kubeconfig));
+    let (a, b) = (c.namespace("watched-a"), c.namespace("watched-b"));
+    let unwatched = c.namespace("unwatched");
+    let watching = release(c, &helm, &[&format!("watchNamespaces={{{a},{b}}}")]);
+    let everywhere = release(c, &helm, &[]);
+    let place = |ns: Option<&str>| ns.map_or("cluster-wide".to_string(), |n| format!("in {n}"));
+
+    // The operator's namespaced rules, all of them: Secrets get, its objects, their
+    // status, a set's children, Events.
+    let namespaced: [&[&str]; 9] = [
+        &["get", "secrets"],
+        &["get", "executionstops.flowstop.dev"],
+        &["watch", "executionstops.flowstop.dev"],
+        &["create", "executionstops.flowstop.dev"],
+        &["list", "executionstopsets.flowstop.dev"],
+        &[
+            "patch",
+            "executionstops.flowstop.dev",
+            "--subresource=status",
+        ],
+        &[
+            "patch",
+            "executionstopsets.flowstop.dev",
+            "--subresource=status",
+        ],
+        &["create", "events.events.k8s.io"],
+        &["patch", "events.events.k8s.io"],
+    ];
+    for what in namespaced {
+        for ns in [&a, &b] {
+            assert!(
+                can_i(c, &watching, what, Some(ns)),
+                "{what:?} in watched {ns}: refused"
+            );
+        }
+        for ns in [Some(unwatched.as_str()), Some(watching.as_str()), None] {
+            assert!(
+                !can_i(c, &watching, what, ns),
+                "{what:?} {}: allowed, though watchNamespaces is {a},{b}",
+                place(ns)
+            );
+        }
+        for ns in [Some(a.as_str()), Some(unwatched.as_str()), None] {
+            assert!(
+                can_i(c, &everywhere, what, ns),
+                "{what:?} {} without watchNamespaces: refused",
+                place(ns)
+            );
+        }
+    }
+    // Secrets are never listed or watched, watched namespace or not.
+    for verb in ["list", "watch"] {
+        for (release, ns) in [(&watching, Some(a.as_str())), (&everywhere, None)] {
+            assert!(
+                !can_i(c, release, &[verb, "secrets"], ns),
+                "{verb} secrets {}",
+                place(ns)
+            );
+        }
+    }
+    // Tenancy reads policies and namespaces' labels cluster-wide in both.
+    for release in [&watching, &everywhere] {
+        for what in [
+            ["list", "executionstoppolicies.flowstop.dev"],
+            ["watch", "namespaces"],
+        ] {
+            assert!(can_i(c, release, &what, None), "{what:?} cluster-wide");
+        }
+    }
+    for release in [&watching, &everywhere] {
+        helm.must(&["uninstall", release, "-n", release]);
+    }
+}
+
+/// The operator as the chart's ServiceAccount with `watchNamespaces`: the rules the chart
+/// gives it in each watched namespace are all it needs there — it becomes ready (its
+/// watches and caches), reads an ExecutionStop's Secret, stops the execution, writes
+/// status and Events, and a set creates its ExecutionStops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_needs_nothing_more_in_watched_namespaces() {
+    let c = installed();
+    let helm = Helm::new(Some(&c.kubeconfig));
+    let (a, b) = (c.namespace("watched-a"), c.namespace("watched-b"));
+    let release = release(c, &helm, &[&format!("watchNamespaces={{{a},{b}}}")]);
+    let cloud = Cloud::new(|_| {}).await;
+    cloud.flow("f").await;
+    for e in ["single", "batch-1", "batch-2"] {
+        cloud.start("f", e, None).await;
+    }
+    for ns in [&a, &b] {
+        c.apply(&secret(ns, "creds", AK, SK));
+    }
+    let op = Operator::launch(Launch {
+        binary: workspace_bin(repo(""), "flowstop"),
+        kubeconfig: c.service_account_kubeconfig(&release, &release),
+        namespace: &format!("{a},{b}"),
+        endpoint: &cloud.emu.url(),
+        args: &[],
+        env: &[],
+        log: None,
+        ready_within: Duration::from_secs(30),
+    })
+    .await
+    .expect("the operator becomes ready as the chart's ServiceAccount");
+
+    c.apply(
+        &ExecutionStop::new(&a, "s1", "f", "single")
+            .secret("creds")
+            .yaml(),
+    );
+    wait_for(c, &a, "s1", "condition=Ready");
+    assert_eq!(status(c, &a, "s1")["phase"], "Stopped");
+    wait_event(c, &a, "Normal", "Stopped").await;
+
+    c.apply(&format!(
+        "apiVersion: flowstop.dev/v1alpha1\nkind: ExecutionStopSet\nmetadata: {{name: s, namespace: {b}}}\n\
+         spec:\n  flowName: f\n  credentialsSecretRef: {{name: creds}}\n  selector: {{executionNamePrefix: batch-}}\n  maxCount: 10\n"
+    ));
+    c.must(
+        &[
+            "wait",
+            "-n",
+            &b,
+            "executionstopset/s",
+            "--for=condition=Ready",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    let set = c.must(&["get", "-n", &b, "executionstopset/s", "-o", "json"], None);
+    let set: serde_json::Value = serde_json::from_str(&set).unwrap();
+    assert_eq!(set["status"]["phase"], "Completed", "{set:#}");
+    assert_eq!(set["status"]["children"]["stopped"], 2, "{set:#}");
+    assert_eq!(cloud.count("StopExecution", "OK"), 3);
+    op.stop().await;
+    helm.must(&["uninstall", &release, "-n", &release]);
 }

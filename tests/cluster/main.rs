@@ -10,4 +10,5 @@ mod operator;
 mod reliability;
 mod sets;
 mod status_truth;
+mod sts;
 mod tenancy;

@@ -40,3 +40,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "flowstop.series" -}}
 job="{{ include "flowstop.fullname" . }}-metrics",namespace="{{ .Release.Namespace }}"
 {{- end -}}
+
+{{/* The operator's rules on namespaced objects: in its ClusterRole when it watches every
+namespace, else in a Role in each watched namespace (rbac.yaml). */}}
+{{- define "flowstop.namespacedRules" }}
+- apiGroups: [flowstop.dev]
+  resources: [executionstops]
+  verbs: [get, list, watch, create]
+- apiGroups: [flowstop.dev]
+  resources: [executionstopsets]
+  verbs: [get, list, watch]
+- apiGroups: [flowstop.dev]
+  resources: [executionstops/status, executionstopsets/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}

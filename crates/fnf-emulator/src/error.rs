@@ -149,9 +149,14 @@ impl ApiError {
             "An internal error has occurred. Please retry.",
         )
     }
+    /// The answer to a key that may not call the action (a RAM policy without it).
+    pub fn access_denied() -> Self {
+        Self::new(403, "AccessDenied", "The resources doesn't belong to you.")
+    }
     /// By HTTP status, for injected faults.
     pub fn for_status(status: u16) -> Self {
         match status {
+            403 => Self::access_denied(),
             409 => Self::concurrent_update(),
             429 => Self::throttled(),
             _ => Self {

@@ -1,8 +1,9 @@
 //! Signed calls to the fnf 2019-03-15 RPC API.
 
 use super::credentials::Credentials;
-use super::http::{excerpt, read_capped, rpc_timestamp, transport_error};
-use super::sign::{encode_pairs, percent_encode, sign};
+use super::http::{read_capped, rpc_timestamp, transport_error};
+use super::redact::{MAX_EXCERPT, MAX_MESSAGE, MAX_SHORT, Redactor};
+use super::sign::{encode_pairs, sign};
 use super::types::{Execution, ExecutionList, ListRequest, StopRequest};
 use super::{Endpoint, FnfError};
 use jiff::Timestamp;
@@ -258,54 +259,40 @@ impl Client {
         }
         let resp = builder.send().await.map_err(transport_error)?;
         let (status, body) = read_capped(resp).await?;
-        decode(status, &body).map_err(|e| redact(e, &account.credentials))
+        // Alibaba's gateway can echo the string it signed (which holds the SecurityToken,
+        // percent-encoded once or twice) in a signature error, and this text ends up in
+        // status and Events: the keys are redacted from it.
+        decode_with(
+            status,
+            &body,
+            &Redactor::for_credentials(&account.credentials),
+        )
     }
 }
 
-/// Removes the secret and the token from an error's text. Alibaba's gateway can echo the
-/// string it signed (which holds the SecurityToken, percent-encoded once or twice) in a
-/// signature error, and that text ends up in status and Events.
-fn redact(e: FnfError, credentials: &Credentials) -> FnfError {
-    let secrets: Vec<String> = std::iter::once(credentials.access_key_secret.expose())
-        .chain(credentials.security_token.as_ref().map(|t| t.expose()))
-        .filter(|s| !s.is_empty())
-        .flat_map(|s| {
-            let once = percent_encode(s);
-            let twice = percent_encode(&once);
-            [s.to_string(), once, twice]
-        })
-        .collect();
-    let clean = |text: String| {
-        secrets
-            .iter()
-            .fold(text, |t, secret| t.replace(secret.as_str(), "[redacted]"))
-    };
-    match e {
-        FnfError::Api {
-            status,
-            code,
-            message,
-            request_id,
-        } => FnfError::Api {
-            status,
-            code: clean(code),
-            message: clean(message),
-            request_id: request_id.map(clean),
-        },
-        FnfError::BadResponse { status, detail } => FnfError::BadResponse {
-            status,
-            detail: clean(detail),
-        },
-        other => other,
-    }
-}
-
-/// Turns a status and body into the typed answer or a typed error.
+/// Turns a status and body into the typed answer or a typed error. The error's text is
+/// bounded and printable; `decode_with` also removes known secrets from it.
 pub fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, FnfError> {
+    decode_with(status, body, &Redactor::none())
+}
+
+/// As `decode`, every text of the error cleaned by `redactor` (before any cut, so that no
+/// beginning of a secret is left at the end of an excerpt).
+pub fn decode_with<T: DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+    redactor: &Redactor,
+) -> Result<T, FnfError> {
+    let excerpt = || redactor.clean_bytes(body, MAX_EXCERPT);
     if (200..300).contains(&status) {
         return serde_json::from_slice(body).map_err(|e| FnfError::BadResponse {
             status,
-            detail: format!("not the expected JSON ({e}): {}", excerpt(body)),
+            detail: redactor
+                .clean(
+                    &format!("not the expected JSON ({e}): {}", excerpt()),
+                    MAX_MESSAGE,
+                )
+                .into(),
         });
     }
     match serde_json::from_slice::<ErrorBody>(body) {
@@ -315,13 +302,15 @@ pub fn decode<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, FnfErr
             request_id,
         }) => Err(FnfError::Api {
             status,
-            code,
-            message: message.unwrap_or_default(),
-            request_id,
+            code: redactor.clean(&code, MAX_SHORT).into(),
+            message: redactor
+                .clean(message.as_deref().unwrap_or_default(), MAX_MESSAGE)
+                .into(),
+            request_id: request_id.map(|r| redactor.clean(&r, MAX_SHORT).into()),
         }),
         _ => Err(FnfError::BadResponse {
             status,
-            detail: format!("not an fnf error body: {}", excerpt(body)),
+            detail: format!("not an fnf error body: {}", excerpt()),
         }),
     }
 }
@@ -333,23 +322,23 @@ mod tests {
 
     #[test]
     fn echoed_secrets_and_tokens_are_redacted_from_errors() {
+        use crate::sign::percent_encode;
         let creds = Credentials::new("id", "se/cret+", Some("to=ken/1".into()));
+        let redactor = Redactor::for_credentials(&creds);
         let echoed = format!(
-            "server string to sign is: GET&%2F&AccessKeyId%3Did%26SecurityToken%3D{} raw {} and {}",
+            "server string to sign is: GET&%2F&AccessKeyId%3Did%26SecurityToken%3D{} raw {} and {}\u{1b}[2J",
             percent_encode(&percent_encode("to=ken/1")),
             "to=ken/1",
             percent_encode("se/cret+")
         );
-        let e = redact(
-            FnfError::Api {
-                status: 400,
-                code: "SignatureDoesNotMatch".into(),
-                message: echoed,
-                request_id: Some("r".into()),
-            },
-            &creds,
-        );
-        let text = e.to_string();
+        let body = serde_json::json!({
+            "Code": "SignatureDoesNotMatch",
+            "Message": echoed,
+            "RequestId": "r to=ken/1",
+        })
+        .to_string();
+        let e = decode_with::<Execution>(400, body.as_bytes(), &redactor).unwrap_err();
+        let text = format!("{e} {e:?}");
         for leak in ["to=ken", "to%3Dken", "to%253Dken", "se/cret", "se%2Fcret"] {
             assert!(!text.contains(leak), "{leak} in {text}");
         }
@@ -357,6 +346,38 @@ mod tests {
             text.contains("[redacted]") && text.contains("AccessKeyId"),
             "{text}"
         );
+        assert!(!e.to_string().contains('\u{1b}'), "{e}");
+        assert_eq!(e.code(), Some("SignatureDoesNotMatch"));
+    }
+
+    #[test]
+    fn a_secret_at_the_end_of_an_excerpt_is_redacted_whole() {
+        let creds = Credentials::new("id", "secret-beyond-the-cut", None);
+        let redactor = Redactor::for_credentials(&creds);
+        for status in [200, 502] {
+            // The secret straddles the excerpt's end.
+            let body = format!("<html>{}secret-beyond-the-cut</html>", "x".repeat(190));
+            let e = decode_with::<Execution>(status, body.as_bytes(), &redactor).unwrap_err();
+            let text = e.to_string();
+            assert!(!text.contains("secret-"), "{text}");
+            assert!(text.ends_with("[red…"), "{text}");
+        }
+    }
+
+    #[test]
+    fn error_text_is_bounded_and_printable() {
+        let body = serde_json::json!({
+            "Code": format!("Code\u{9b}{}", "c".repeat(500)),
+            "Message": format!("\u{1b}]0;title\u{7}{}", "m".repeat(100_000)),
+            "RequestId": "r\n",
+        })
+        .to_string();
+        let e = decode::<Execution>(500, body.as_bytes()).unwrap_err();
+        let text = e.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.chars().count() < 1500, "{}", text.chars().count());
+        assert!(text.starts_with("Code\\u{9b}ccc"), "{text}");
+        assert_eq!(e.request_id(), Some("r\\u{a}"));
     }
 
     #[test]

@@ -171,20 +171,6 @@ pub fn transport_error(e: reqwest::Error) -> FnfError {
     }
 }
 
-/// A short, printable excerpt of a body that was not what we expected.
-pub fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if body.len() > 200 {
-        format!("{clean}…")
-    } else {
-        clean
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,11 +210,5 @@ mod tests {
     fn timestamps_have_no_fraction() {
         let t: Timestamp = "2016-02-23T12:46:24.123Z".parse().unwrap();
         assert_eq!(rpc_timestamp(t), "2016-02-23T12:46:24Z");
-    }
-
-    #[test]
-    fn excerpts_are_short_and_printable() {
-        assert_eq!(excerpt(b"<html>\n<h1>502</h1>"), "<html> <h1>502</h1>");
-        assert_eq!(excerpt(&[b'a'; 300]).chars().count(), 201);
     }
 }

@@ -5,10 +5,11 @@ mod client;
 pub mod credentials;
 mod error;
 pub mod http;
+pub mod redact;
 pub mod sign;
 mod types;
 
-pub use client::{API_VERSION, Account, Client, Unsigned, decode, long_poll, nonce};
+pub use client::{API_VERSION, Account, Client, Unsigned, decode, decode_with, long_poll, nonce};
 pub use credentials::{Credentials, CredentialsError, Provider, Secret};
 pub use error::{ErrorKind, FnfError};
 pub use http::{Endpoint, http_client, http_client_trusting};

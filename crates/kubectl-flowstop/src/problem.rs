@@ -1,7 +1,14 @@
 //! Errors a person can act on: what went wrong, in words that say what to do next.
 
 use crate::connect::Kube;
+use crate::text::safe;
 use flowstop::exit;
+
+/// Prints the problem on stderr. Its message may quote the cluster's answers, names and
+/// status (which the cloud wrote), so it goes through [`safe`] like everything else shown.
+pub fn report(p: &Problem) {
+    eprintln!("error: {}", safe(&p.message));
+}
 
 #[derive(Debug)]
 pub struct Problem {

@@ -2,6 +2,7 @@
 
 use crate::connect::Kube;
 use crate::problem::Problem;
+use crate::text::{safe, safe_json, safe_yaml};
 use clap::{Args, ValueEnum};
 use flowstop::crd::ExecutionStop;
 use flowstop::crd::set::{ExecutionStopSet, SetPhase};
@@ -119,7 +120,7 @@ pub async fn get(k: &Kube, a: GetArgs) -> Result<i32, Problem> {
             if s.is_empty() && t.is_empty() {
                 eprintln!(
                     "No ExecutionStops or ExecutionStopSets in namespace {}.",
-                    k.namespace
+                    safe(&k.namespace)
                 );
             }
         }
@@ -137,15 +138,20 @@ where
         .map_err(|e| Problem::api(k, "list", resource, None, e))
 }
 
+/// The objects as they are (a program reading them gets the same values), but with no
+/// control character written raw: see [`safe_json`].
 fn render(v: &serde_json::Value, format: Output) -> String {
     match format {
-        Output::Json => format!("{}\n", serde_json::to_string_pretty(v).expect("serializes")),
-        Output::Yaml => serde_yaml_ng::to_string(v).expect("serializes"),
+        Output::Json => format!("{}\n", safe_json(v)),
+        Output::Yaml => safe_yaml(v),
     }
 }
 
 fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
-    let rows: Vec<Vec<String>> = rows.collect();
+    // Every cell comes from an object: shown safe, and measured as shown.
+    let rows: Vec<Vec<String>> = rows
+        .map(|r| r.iter().map(|c| safe(c).into_owned()).collect())
+        .collect();
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
             rows.iter()
@@ -180,9 +186,13 @@ pub async fn describe(k: &Kube, a: DescribeArgs) -> Result<i32, Problem> {
         .map_err(|e| Problem::api(k, "get", "executionstops.flowstop.dev", Some(&a.name), e))?;
     let kind = if let Some(o) = found {
         let s = o.status.clone().unwrap_or_default();
-        println!("ExecutionStop  {}/{}", k.namespace, o.name_any());
-        println!("Flow           {}", o.spec.flow_name);
-        println!("Execution      {}", o.spec.execution_name);
+        println!(
+            "ExecutionStop  {}/{}",
+            safe(&k.namespace),
+            safe(&o.name_any())
+        );
+        println!("Flow           {}", safe(&o.spec.flow_name));
+        println!("Execution      {}", safe(&o.spec.execution_name));
         println!(
             "Phase          {}",
             s.phase.map_or("Pending", |p| p.as_str())
@@ -191,11 +201,11 @@ pub async fn describe(k: &Kube, a: DescribeArgs) -> Result<i32, Problem> {
         if let Some(e) = &s.execution {
             println!(
                 "Execution now  {}",
-                e.status.as_deref().unwrap_or("unknown")
+                safe(e.status.as_deref().unwrap_or("unknown"))
             );
         }
         if let Some(r) = &s.request_id {
-            println!("Stopped by     request {r}");
+            println!("Stopped by     request {}", safe(r));
         }
         if let Some(t) = &s.next_attempt_time {
             println!("Next attempt   {}", t.0);
@@ -216,8 +226,12 @@ pub async fn describe(k: &Kube, a: DescribeArgs) -> Result<i32, Problem> {
         };
         let s = o.status.clone().unwrap_or_default();
         let c = &s.children;
-        println!("ExecutionStopSet  {}/{}", k.namespace, o.name_any());
-        println!("Flow              {}", o.spec.flow_name);
+        println!(
+            "ExecutionStopSet  {}/{}",
+            safe(&k.namespace),
+            safe(&o.name_any())
+        );
+        println!("Flow              {}", safe(&o.spec.flow_name));
         println!("Dry run           {}", o.spec.dry_run);
         println!("Max count         {}", o.spec.max_count);
         println!(
@@ -239,7 +253,7 @@ pub async fn describe(k: &Kube, a: DescribeArgs) -> Result<i32, Problem> {
             c.total - c.finals()
         );
         if !s.first_matches.is_empty() {
-            println!("First matches     {}", s.first_matches.join(", "));
+            println!("First matches     {}", safe(&s.first_matches.join(", ")));
         }
         last_error(s.last_error.as_ref());
         conditions(&s.conditions);
@@ -263,13 +277,13 @@ pub async fn describe(k: &Kube, a: DescribeArgs) -> Result<i32, Problem> {
             for e in items.iter().rev().take(10).rev() {
                 println!(
                     "  {:<8} {:<20} {}",
-                    e.type_.as_deref().unwrap_or(""),
-                    e.reason.as_deref().unwrap_or(""),
-                    e.message.as_deref().unwrap_or("")
+                    safe(e.type_.as_deref().unwrap_or("")),
+                    safe(e.reason.as_deref().unwrap_or("")),
+                    safe(e.message.as_deref().unwrap_or(""))
                 );
             }
         }
-        Err(e) => println!("Events:  not readable ({e})"),
+        Err(e) => println!("Events:  not readable ({})", safe(&e.to_string())),
     }
     Ok(exit::STOPPED)
 }
@@ -285,7 +299,12 @@ fn last_error(e: Option<&flowstop::crd::LastError>) {
             .as_deref()
             .map(|r| format!(" request {r}"))
             .unwrap_or_default();
-        println!("Last error     {}{status}{request}: {}", e.code, e.message);
+        println!(
+            "Last error     {}{status}{}: {}",
+            safe(&e.code),
+            safe(&request),
+            safe(&e.message)
+        );
     }
 }
 
@@ -294,7 +313,10 @@ fn conditions(cs: &[Condition]) {
     for c in cs {
         println!(
             "  {:<12} {:<6} {:<20} {}",
-            c.type_, c.status, c.reason, c.message
+            safe(&c.type_),
+            safe(&c.status),
+            safe(&c.reason),
+            safe(&c.message)
         );
     }
 }

@@ -1,20 +1,24 @@
 //! `kubectl flowstop stop`: one execution through an ExecutionStop, or every matching one
 //! through an ExecutionStopSet (preview, confirmation, then progress).
 
+use crate::cleanup::{INTERRUPTED, Kind, Made, TERMINATED};
 use crate::connect::Kube;
 use crate::problem::Problem;
+use crate::text::safe;
 use crate::watch::{Follow, Stopped};
 use clap::Args;
 use flowstop::crd::set::{
-    ExecutionStopSet, ExecutionStopSetSpec, Selector, SelectorStatus, SetPhase,
+    ExecutionStopSet, ExecutionStopSetSpec, ExecutionStopSetStatus, SET_LABEL, Selector,
+    SelectorStatus, SetPhase,
 };
 use flowstop::crd::{ExecutionStop, ExecutionStopSpec, ExecutionStopStatus, Phase, SecretRef};
 use flowstop::exit;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
 #[derive(Args, Debug)]
@@ -68,9 +72,17 @@ pub struct StopArgs {
     /// Set: stop without asking (for pipelines)
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Set: show what matches, stop nothing (the preview object is deleted)
+    /// Set: show what matches, stop nothing (the preview object is deleted, unless --keep)
     #[arg(long)]
     pub dry_run: bool,
+    /// Leave what this command created in place whatever the outcome. Without it, when
+    /// the command exits with anything but 0 or 3 (failed, forbidden, timed out,
+    /// interrupted, lost track) it deletes the ExecutionStop or ExecutionStopSet it
+    /// created (a set's ExecutionStops then make no further calls and are garbage
+    /// collected), so nothing goes on acting after it reported failure; a preview that
+    /// does not go live is deleted too. Either way stderr says what was deleted or kept
+    #[arg(long)]
+    pub keep: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -110,14 +122,57 @@ fn meta(k: &Kube, a: &StopArgs, from: &str) -> ObjectMeta {
     }
 }
 
-pub async fn stop(k: &Kube, a: StopArgs) -> Result<i32, Problem> {
+/// Runs the command, reports a problem, then deletes what it created if it did not succeed
+/// (see [`crate::cleanup`]); returns the exit code, which the cleanup never changes.
+pub async fn stop(k: &Kube, a: StopArgs) -> i32 {
+    let made = Made::default();
+    // Ctrl-C and SIGTERM (a cancelled CI job) end the wait, not the process: what was
+    // created is still taken back.
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        crate::problem::report(&Problem::error("cannot handle SIGINT and SIGTERM"));
+        return exit::ERROR;
+    };
+    let interrupted = |code, name| {
+        if std::io::stdout().is_terminal() {
+            // End a progress bar's line.
+            println!();
+        }
+        Err(Problem {
+            code,
+            message: format!("interrupted ({name}) before the outcome was known"),
+        })
+    };
+    let result = tokio::select! {
+        r = run(k, &a, &made) => r,
+        _ = int.recv() => interrupted(INTERRUPTED, "SIGINT"),
+        _ = term.recv() => interrupted(TERMINATED, "SIGTERM"),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(p) => {
+            crate::problem::report(&p);
+            p.code
+        }
+    };
+    tokio::select! {
+        () = made.settle(k, code, a.keep) => {}
+        _ = int.recv() => eprintln!("interrupted again: not waiting to clean up; see kubectl flowstop get"),
+        _ = term.recv() => eprintln!("terminated: not waiting to clean up; see kubectl flowstop get"),
+    }
+    code
+}
+
+async fn run(k: &Kube, a: &StopArgs, made: &Made) -> Result<i32, Problem> {
     match a.execution.clone() {
-        Some(execution) => single(k, &a, execution).await,
-        None => set(k, &a).await,
+        Some(execution) => single(k, a, execution, made).await,
+        None => set(k, a, made).await,
     }
 }
 
-async fn single(k: &Kube, a: &StopArgs, execution: String) -> Result<i32, Problem> {
+async fn single(k: &Kube, a: &StopArgs, execution: String, made: &Made) -> Result<i32, Problem> {
     let api: Api<ExecutionStop> = Api::namespaced(k.client.clone(), &k.namespace);
     let resource = "executionstops.flowstop.dev";
     let obj = ExecutionStop {
@@ -135,14 +190,16 @@ async fn single(k: &Kube, a: &StopArgs, execution: String) -> Result<i32, Proble
         status: None,
     };
     let deadline = Instant::now() + a.timeout;
-    let created = api
-        .create(&PostParams::default(), &obj)
+    let created = made
+        .create(&api, &obj, Kind::Stop)
         .await
         .map_err(|e| Problem::api(k, "create", resource, a.name.as_deref(), e))?;
     let name = created.name_any();
     println!(
-        "executionstop/{name} created (flow {}, execution {execution})",
-        a.flow
+        "executionstop/{} created (flow {}, execution {})",
+        safe(&name),
+        safe(&a.flow),
+        safe(&execution)
     );
     if !a.wait {
         return Ok(exit::STOPPED);
@@ -157,12 +214,9 @@ async fn single(k: &Kube, a: &StopArgs, execution: String) -> Result<i32, Proble
             println!("{line}");
             last = line;
         }
+        // A refused object waits for a policy: exit 5, and it is deleted (unless --keep)
+        // rather than left to go ahead later.
         if let Some(code) = outcome(&name, &status, a.already_finished_ok) {
-            if code == exit::FORBIDDEN {
-                // Refused objects wait for a policy; this one is not left to go ahead later.
-                let _ = api.delete(&name, &DeleteParams::default()).await;
-                println!("executionstop/{name} deleted: it would have waited for a policy");
-            }
             return Ok(code);
         }
         current = match follow.next(deadline).await {
@@ -198,7 +252,7 @@ fn transition(s: &ExecutionStopStatus) -> String {
         line.push_str(&format!("  attempt {}", s.attempts));
     }
     if let Some(e) = &s.last_error {
-        line.push_str(&format!("  {}", e.code));
+        line.push_str(&format!("  {}", safe(&e.code)));
         if let Some(h) = e.http_status {
             line.push_str(&format!(" ({h})"));
         }
@@ -210,12 +264,17 @@ fn transition(s: &ExecutionStopStatus) -> String {
 }
 
 fn ready_text(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> String {
-    conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map_or("no status yet (is the operator running?)".into(), |c| {
-            format!("Ready={} {}: {}", c.status, c.reason, c.message)
-        })
+    conditions.iter().find(|c| c.type_ == "Ready").map_or(
+        "no status yet (is the operator running?)".into(),
+        |c| {
+            format!(
+                "Ready={} {}: {}",
+                safe(&c.status),
+                safe(&c.reason),
+                safe(&c.message)
+            )
+        },
+    )
 }
 
 /// The exit code once final, with the one-line summary.
@@ -228,23 +287,23 @@ fn outcome(name: &str, s: &ExecutionStopStatus, already_finished_ok: bool) -> Op
         Phase::AlreadyFinished => exit::ALREADY_FINISHED,
         _ => exit::FAILED,
     };
-    let mut summary = format!("executionstop/{name}: {}", phase.as_str());
+    let mut summary = format!("executionstop/{}: {}", safe(name), phase.as_str());
     match phase {
         Phase::Stopped => {
             if let Some(r) = &s.request_id {
-                summary.push_str(&format!(" by request {r}"));
+                summary.push_str(&format!(" by request {}", safe(r)));
             }
         }
         Phase::AlreadyFinished => {
             let how = s.execution.as_ref().and_then(|e| e.status.clone());
             summary.push_str(&format!(
                 ": the execution had already ended ({}); nothing was stopped",
-                how.as_deref().unwrap_or("unknown")
+                safe(how.as_deref().unwrap_or("unknown"))
             ));
         }
         _ => {
             if let Some(e) = &s.last_error {
-                summary.push_str(&format!(": {}: {}", e.code, e.message));
+                summary.push_str(&format!(": {}: {}", safe(&e.code), safe(&e.message)));
             }
         }
     }
@@ -252,7 +311,7 @@ fn outcome(name: &str, s: &ExecutionStopStatus, already_finished_ok: bool) -> Op
     Some(code)
 }
 
-async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
+async fn set(k: &Kube, a: &StopArgs, made: &Made) -> Result<i32, Problem> {
     let api: Api<ExecutionStopSet> = Api::namespaced(k.client.clone(), &k.namespace);
     let resource = "executionstopsets.flowstop.dev";
     let max_count = a.max_count.expect("clap requires it without an execution");
@@ -286,36 +345,29 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
         },
         status: None,
     };
-    let created = api
-        .create(&PostParams::default(), &obj)
+    let created = made
+        .create(&api, &obj, Kind::Set)
         .await
         .map_err(|e| Problem::api(k, "create", resource, a.name.as_deref(), e))?;
     let name = created.name_any();
+    let uid = created.metadata.uid.clone().unwrap_or_default();
     println!(
-        "executionstopset/{name} created (flow {}, preview: nothing is stopped yet)",
-        a.flow
+        "executionstopset/{} created (flow {}, preview: nothing is stopped yet)",
+        safe(&name),
+        safe(&a.flow)
     );
     let mut follow = Follow::after(api.clone(), &created);
-    // Until it goes live, the set is a preview only: whatever ends the command deletes it.
-    let decided = preview(a, &name, created, &mut follow).await;
-    let delete = |why: &'static str| {
-        let (api, name) = (api.clone(), name.clone());
-        async move {
-            let _ = api.delete(&name, &DeleteParams::default()).await;
-            println!("{why}: nothing was stopped (executionstopset/{name} deleted)");
-        }
-    };
-    let matched = match decided {
-        Ok(Previewed::Go(matched)) => matched,
-        Ok(Previewed::Done(code, why)) => {
-            delete(why).await;
+    // Until it goes live, the set is a preview only: whatever ends the command deletes it
+    // (unless --keep), when the command exits.
+    let matched = match preview(a, &name, created, &mut follow).await? {
+        Previewed::Go(matched) => matched,
+        Previewed::Done(code, why) => {
+            println!("{why}: nothing was stopped");
             return Ok(code);
         }
-        Err(p) => {
-            delete("stopped before going live").await;
-            return Err(p);
-        }
     };
+    // From here on it may stop executions (even if the answer to the patch is lost).
+    made.live().await;
     api.patch(
         &name,
         &PatchParams::default(),
@@ -323,7 +375,10 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
     )
     .await
     .map_err(|e| Problem::api(k, "patch", resource, Some(&name), e))?;
-    println!("stopping {matched} executions (executionstopset/{name})");
+    println!(
+        "stopping {matched} executions (executionstopset/{})",
+        safe(&name)
+    );
     // --timeout counts from here: time spent reading the preview is the person's.
     let wait = Waiting {
         name: &name,
@@ -342,7 +397,11 @@ async fn set(k: &Kube, a: &StopArgs) -> Result<i32, Problem> {
         match s.phase {
             Some(SetPhase::Completed | SetPhase::Failed) => {
                 bar.show(&s.children, true);
-                return Ok(set_outcome(&name, &s));
+                let code = set_outcome(&name, &s);
+                if s.children.failed > 0 {
+                    failed_children(k, &name, &uid, a.keep).await;
+                }
+                return Ok(code);
             }
             Some(SetPhase::Pending) if s.denied_by_policy => return Ok(set_outcome(&name, &s)),
             _ => bar.show(&s.children, false),
@@ -394,7 +453,7 @@ async fn preview(
     }
     println!("{matched} executions match");
     for n in &preview.first_matches {
-        println!("  {n}");
+        println!("  {}", safe(n));
     }
     if (matched as usize) > preview.first_matches.len() {
         println!(
@@ -416,8 +475,14 @@ async fn preview(
         }
         print!("Stop these {matched} executions? [y/N] ");
         let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
+        // Read on a thread of its own, so Ctrl-C at the prompt is seen at once.
+        let answer = tokio::task::spawn_blocking(|| {
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            answer
+        })
+        .await
+        .unwrap_or_default();
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             return Ok(Previewed::Done(exit::ABORTED, "declined"));
         }
@@ -459,8 +524,7 @@ impl Waiting<'_> {
     }
 }
 
-fn set_outcome(name: &str, s: &flowstop::crd::set::ExecutionStopSetStatus) -> i32 {
-    let c = &s.children;
+fn set_outcome(name: &str, s: &ExecutionStopSetStatus) -> i32 {
     let reason = s
         .conditions
         .iter()
@@ -468,20 +532,56 @@ fn set_outcome(name: &str, s: &flowstop::crd::set::ExecutionStopSetStatus) -> i3
         .map(|c| (c.reason.clone(), c.message.clone()))
         .unwrap_or_default();
     println!(
-        "executionstopset/{name}: {} {}: {}",
+        "executionstopset/{}: {} {}: {}",
+        safe(name),
         s.phase.map_or("?", SetPhase::as_str),
-        reason.0,
-        reason.1
+        safe(&reason.0),
+        safe(&reason.1)
     );
-    if c.failed > 0 {
-        println!(
-            "  see the failed ones: kubectl get executionstop -l flowstop.dev/set={name} -o wide"
-        );
-    }
     match s.phase {
         Some(SetPhase::Completed) => exit::STOPPED,
         _ if s.denied_by_policy => exit::FORBIDDEN,
         _ => exit::FAILED,
+    }
+}
+
+/// The set's failed ExecutionStops, named here because without --keep the set is deleted
+/// as the command exits, and its ExecutionStops with it (garbage collected). Only the set's
+/// own children: a controller ownerReference to this set's uid, not just its label.
+async fn failed_children(k: &Kube, set: &str, uid: &str, keep: bool) {
+    const SHOWN: usize = 10;
+    let api: Api<ExecutionStop> = Api::namespaced(k.client.clone(), &k.namespace);
+    let selector = ListParams::default().labels(&format!("{SET_LABEL}={set}"));
+    if let Ok(list) = api.list(&selector).await {
+        let failed: Vec<&ExecutionStop> = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.owner_references()
+                    .iter()
+                    .any(|o| o.controller == Some(true) && o.uid == uid)
+            })
+            .filter(|c| c.status.as_ref().and_then(|s| s.phase) == Some(Phase::Failed))
+            .collect();
+        for c in failed.iter().take(SHOWN) {
+            let e = c.status.as_ref().and_then(|s| s.last_error.as_ref());
+            println!(
+                "  failed: executionstop/{} (execution {}): {}: {}",
+                safe(&c.name_any()),
+                safe(&c.spec.execution_name),
+                safe(e.map_or("", |e| e.code.as_str())),
+                safe(e.map_or("", |e| e.message.as_str()))
+            );
+        }
+        if failed.len() > SHOWN {
+            println!("  … and {} more", failed.len() - SHOWN);
+        }
+    }
+    if keep {
+        println!(
+            "  see the failed ones: kubectl get executionstop -l {SET_LABEL}={} -o wide",
+            safe(set)
+        );
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use testkit::cloud::{AK, SK};
 use testkit::fixtures::secret;
-use testkit::operator::{installed, setup, uid};
+use testkit::operator::{eventually, installed, setup, uid};
 
 fn plugin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_kubectl-flowstop"))
@@ -17,8 +17,14 @@ fn plugin_dir() -> PathBuf {
 
 /// `kubectl flowstop ARGS --kubeconfig ADMIN -n NS`, through kubectl, stdin not a terminal.
 async fn kubectl_flowstop(ns: &str, args: &[&str]) -> Output {
+    flowstop_command(ns, args).output().await.unwrap()
+}
+
+/// The command `kubectl_flowstop` runs, to start it and act while it runs.
+fn flowstop_command(ns: &str, args: &[&str]) -> tokio::process::Command {
     let c = installed();
-    tokio::process::Command::new(c.bin_dir.join("kubectl"))
+    let mut command = tokio::process::Command::new(c.bin_dir.join("kubectl"));
+    command
         .arg("flowstop")
         .args(args)
         .arg("--kubeconfig")
@@ -33,9 +39,9 @@ async fn kubectl_flowstop(ns: &str, args: &[&str]) -> Output {
             ),
         )
         .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -464,7 +470,7 @@ async fn a_stop_no_policy_allows_exits_5() {
     );
     assert_eq!(cloud.calls("StopExecution"), 0);
     // It would wait for a policy; the plugin does not leave it to go ahead later.
-    assert!(stdout.contains("deleted"), "{stdout}");
+    assert!(stderr.contains("deleted"), "{stderr}");
     let left = installed().must(&["get", "estop", "-n", &ns, "-o", "name"], None);
     assert!(left.trim().is_empty(), "{left}");
     op.stop().await;
@@ -492,4 +498,335 @@ async fn a_cluster_without_the_crds_says_to_install_them() {
     // Closing its stdin takes the plane down.
     drop(stdin);
     plane.wait().unwrap();
+}
+
+/// Whether an ExecutionStop (`estop`) or ExecutionStopSet (`estopset`) of this name exists.
+fn exists(ns: &str, kind: &str, name: &str) -> bool {
+    let out = installed().kubectl(&["get", kind, name, "-n", ns, "-o", "name"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || stderr.contains("NotFound"),
+        "kubectl get {kind} {name}: {stderr}"
+    );
+    out.status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_fails_takes_back_what_it_created_unless_keep() {
+    let c = installed();
+    let (ns, cloud, op) = setup("plugin-cleanup", |_| {}, &[]).await;
+    // The right key id with the wrong secret: 403 SignatureNotMatch, and an object left
+    // Failed would call StopExecution again when this Secret changes, or an hour later.
+    c.apply(&secret(&ns, "wrong", AK, "not-the-secret"));
+    for e in ["e1", "e2", "e3", "s-1", "s-2"] {
+        cloud.start("f", e, None).await;
+    }
+
+    // Failed (403): exit 4, and the object is gone; stderr says so.
+    let args = ["stop", "f", "e1", "--secret", "wrong", "--wait"];
+    let out = kubectl_flowstop(&ns, &[&args[..], &["--name", "refused"]].concat()).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(stdout.contains("SignatureNotMatch"), "{stdout}");
+    assert!(
+        stderr.contains("executionstop/refused deleted (the stop failed)"),
+        "{stderr}"
+    );
+    assert!(!exists(&ns, "estop", "refused"), "{stdout}{stderr}");
+
+    // With --keep: the same exit code, the object stays, and stderr says how to delete it.
+    let keep = [&args[..], &["--name", "kept", "--keep"]].concat();
+    let out = kubectl_flowstop(&ns, &keep).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("executionstop/kept kept (--keep)")
+            && stderr.contains(&format!("kubectl delete executionstop kept -n {ns}")),
+        "{stderr}"
+    );
+    assert!(exists(&ns, "estop", "kept"));
+
+    // Timed out (the Secret does not exist, so it stays Pending): 6, and deleted too. An
+    // unfinished stop would go on after the command reported failure.
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "e2",
+            "--secret",
+            "missing",
+            "--wait",
+            "--timeout",
+            "3s",
+            "--name",
+            "late",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("executionstop/late deleted (--timeout passed before it was final)"),
+        "{stderr}"
+    );
+    // The problem comes first, then what was done about it.
+    assert!(
+        stderr.find("timed out after 3s") < stderr.find("executionstop/late deleted"),
+        "{stderr}"
+    );
+    assert!(!exists(&ns, "estop", "late"));
+
+    // Interrupted (Ctrl-C) while waiting: 130, and deleted.
+    let child = flowstop_command(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "e3",
+            "--secret",
+            "missing",
+            "--wait",
+            "--name",
+            "impatient",
+        ],
+    )
+    .spawn()
+    .unwrap();
+    eventually("the plugin created its object", || async {
+        exists(&ns, "estop", "impatient")
+    })
+    .await;
+    // kubectl runs the plugin in its own process (exec): the signal reaches it.
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the plugin ends after Ctrl-C")
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("interrupted (SIGINT)")
+            && stderr.contains("executionstop/impatient deleted"),
+        "{stderr}"
+    );
+    assert!(!exists(&ns, "estop", "impatient"));
+
+    // A set whose stops fail (403): exit 4, the failed ones named on stdout, then the set
+    // deleted; its ExecutionStops are the garbage collector's (none runs here).
+    cloud.fault("StopExecution=403@1");
+    let out = kubectl_flowstop(
+        &ns,
+        &[
+            "stop",
+            "f",
+            "--prefix",
+            "s-",
+            "--max-count",
+            "5",
+            "--secret",
+            "creds",
+            "--yes",
+            "--name",
+            "bulk",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("failed: executionstop/bulk-") && stdout.contains("(execution s-1)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("executionstopset/bulk deleted (the stop failed): its ExecutionStops make no further calls"),
+        "{stderr}"
+    );
+    assert!(!exists(&ns, "estopset", "bulk"));
+    // What is left: the object kept with --keep, and the set's two children, owned by the
+    // deleted set (the garbage collector's to delete).
+    let left = c.must(&["get", "estop,estopset", "-n", &ns, "-o", "json"], None);
+    let left: serde_json::Value = serde_json::from_str(&left).unwrap();
+    let mut names = vec![];
+    for o in left["items"].as_array().unwrap() {
+        let name = o["metadata"]["name"].as_str().unwrap();
+        names.push(name.to_string());
+        if name.starts_with("bulk-") {
+            let owner = &o["metadata"]["ownerReferences"][0];
+            assert_eq!(
+                (owner["kind"].as_str(), owner["name"].as_str()),
+                (Some("ExecutionStopSet"), Some("bulk")),
+                "{o}"
+            );
+        }
+    }
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[2], "kept", "{names:?}");
+    op.stop().await;
+}
+
+/// No raw control character: C0 but the newlines between lines, DEL, and C1 (in UTF-8,
+/// 0xC2 then 0x80–0x9F).
+fn assert_no_raw_controls(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let raw: Vec<char> = text
+        .chars()
+        .filter(|c| *c != '\n' && (c.is_control() && (*c as u32) < 0xa0))
+        .collect();
+    assert!(raw.is_empty(), "{what}: raw {raw:?} in {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_cloud_wrote_reaches_the_terminal_escaped() {
+    // No operator: the status is written as an operator that copied an endpoint's answer
+    // verbatim would have written it.
+    let c = installed();
+    let ns = c.namespace("plugin-escape");
+    let clear = "\u{1b}[2J\u{1b}[H";
+    c.apply(&testkit::fixtures::ExecutionStop::new(&ns, "hostile", "f", "e1").yaml());
+    let status = serde_json::json!({"status": {
+        "phase": "Failed",
+        "attempts": 1,
+        "execution": {"status": "Running\u{1b}[K"},
+        "requestId": "req\u{9b}31m",
+        "lastError": {
+            "code": "X\u{1b}[31m",
+            "message": format!("{clear}all is well\nnothing\tto see\u{7f}\u{85}"),
+            "httpStatus": 403,
+            "requestId": "r\u{1b}]0;title\u{7}",
+            "retryable": false,
+        },
+        "conditions": [{
+            "type": "Ready",
+            "status": "False",
+            "reason": "CredentialsRejected",
+            "message": format!("{clear}conditions"),
+            "lastTransitionTime": "2024-01-01T00:00:00Z",
+        }],
+    }});
+    let patch = |kind: &str, name: &str, status: &serde_json::Value| {
+        c.must(
+            &[
+                "patch",
+                kind,
+                name,
+                "-n",
+                &ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status.to_string(),
+            ],
+            None,
+        );
+    };
+    patch("estop", "hostile", &status);
+    let set = serde_json::json!({
+        "apiVersion": "flowstop.dev/v1alpha1",
+        "kind": "ExecutionStopSet",
+        "metadata": {"name": "hostile-set", "namespace": ns},
+        "spec": {"flowName": "f", "maxCount": 5, "dryRun": true, "selector": {}},
+    });
+    c.apply(&set.to_string());
+    patch(
+        "estopset",
+        "hostile-set",
+        &serde_json::json!({"status": {
+            "phase": "Previewing",
+            "matched": 2,
+            "firstMatches": ["fine", format!("bad{clear}")],
+            "lastError": {"code": "Y\u{1b}[1m", "message": clear, "retryable": true},
+        }}),
+    );
+    let event = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "hostile.1", "namespace": ns},
+        "involvedObject": {
+            "apiVersion": "flowstop.dev/v1alpha1",
+            "kind": "ExecutionStop",
+            "name": "hostile",
+            "namespace": ns,
+        },
+        "type": "Warning",
+        "reason": "StopFailed",
+        "message": format!("{clear}event note"),
+        "lastTimestamp": "2024-01-01T00:00:00Z",
+    });
+    c.apply(&event.to_string());
+
+    // People's views: every control character shown as an escape, never sent.
+    for args in [
+        &["get"][..],
+        &["describe", "hostile"],
+        &["describe", "hostile-set"],
+    ] {
+        let out = kubectl_flowstop(&ns, args).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stdout}{stderr}");
+        assert_no_raw_controls(&format!("{args:?}"), &out.stdout);
+        assert_no_raw_controls(&format!("{args:?} stderr"), &out.stderr);
+        assert!(stdout.contains("\\u{1b}["), "{args:?}: {stdout}");
+    }
+    let out = kubectl_flowstop(&ns, &["describe", "hostile"]).await;
+    let (stdout, _) = text(&out);
+    for shown in [
+        "Last error     X\\u{1b}[31m HTTP 403 request r\\u{1b}]0;title\\u{7}: \\u{1b}[2J\\u{1b}[Hall is well\\nnothing\\tto see\\u{7f}\\u{85}",
+        "Execution now  Running\\u{1b}[K",
+        "Stopped by     request req\\u{9b}31m",
+        "\\u{1b}[2J\\u{1b}[Hconditions",
+        "\\u{1b}[2J\\u{1b}[Hevent note",
+    ] {
+        assert!(stdout.contains(shown), "{shown}\n{stdout}");
+    }
+    let out = kubectl_flowstop(&ns, &["describe", "hostile-set"]).await;
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("First matches     fine, bad\\u{1b}[2J\\u{1b}[H"),
+        "{stdout}"
+    );
+
+    // For programs: JSON and YAML keep the values exactly (escaped the formats' own way).
+    let out = kubectl_flowstop(&ns, &["get", "hostile", "-o", "json"]).await;
+    assert_no_raw_controls("-o json", &out.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["items"][0]["status"]["lastError"],
+        status["status"]["lastError"]
+    );
+    let out = kubectl_flowstop(&ns, &["get", "hostile", "-o", "yaml"]).await;
+    assert_no_raw_controls("-o yaml", &out.stdout);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\\e[2J"),
+        "{:?}",
+        text(&out)
+    );
+
+    // stop --wait prints the transitions and the outcome as they come.
+    let child = flowstop_command(&ns, &["stop", "f", "e2", "--name", "waited", "--wait"])
+        .spawn()
+        .unwrap();
+    eventually("the plugin created its object", || async {
+        exists(&ns, "estop", "waited")
+    })
+    .await;
+    patch("estop", "waited", &status);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the plugin sees the final status")
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert_no_raw_controls("stop --wait", &out.stdout);
+    assert_no_raw_controls("stop --wait stderr", &out.stderr);
+    assert!(
+        stdout.contains("Failed  attempt 1  X\\u{1b}[31m (403)")
+            && stdout.contains("executionstop/waited: Failed: X\\u{1b}[31m: \\u{1b}[2J"),
+        "{stdout}"
+    );
 }

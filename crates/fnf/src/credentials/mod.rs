@@ -5,6 +5,7 @@ mod rrsa;
 
 pub use rrsa::{RrsaConfig, RrsaProvider};
 
+use crate::redact::Clean;
 use std::fmt;
 use std::sync::Arc;
 
@@ -58,6 +59,11 @@ pub const ENV_ROLE_ARN: &str = "ALIBABA_CLOUD_ROLE_ARN";
 pub const ENV_OIDC_PROVIDER_ARN: &str = "ALIBABA_CLOUD_OIDC_PROVIDER_ARN";
 pub const ENV_OIDC_TOKEN_FILE: &str = "ALIBABA_CLOUD_OIDC_TOKEN_FILE";
 
+/// Why there are no keys. Every text field is `Clean`: what STS answered (and the reason a
+/// call failed) went through the provider's `Redactor`, which knows the OIDC token sent and
+/// the keys held, so neither `Display` nor `Debug` can carry them, and both are bounded and
+/// free of control characters. These errors end up in the status and Events of every object
+/// using the operator's credentials, and in its logs.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum CredentialsError {
     #[error(
@@ -67,20 +73,20 @@ pub enum CredentialsError {
     )]
     Missing,
     #[error("cannot read the OIDC token file {path}: {reason}")]
-    TokenFile { path: String, reason: String },
+    TokenFile { path: Clean, reason: Clean },
     #[error(
         "STS AssumeRoleWithOIDC failed: {code}: {message} (HTTP {status}, request id {request_id})"
     )]
     Sts {
         status: u16,
-        code: String,
-        message: String,
-        request_id: String,
+        code: Clean,
+        message: Clean,
+        request_id: Clean,
     },
     #[error("STS AssumeRoleWithOIDC unreachable: {0}")]
-    StsTransport(String),
+    StsTransport(Clean),
     #[error("STS AssumeRoleWithOIDC gave an unusable answer: {0}")]
-    StsBadResponse(String),
+    StsBadResponse(Clean),
 }
 
 impl CredentialsError {

@@ -2,7 +2,9 @@
 //! `AssumeRoleWithOIDC` call (STS 2015-04-01), cache them, refresh them well before expiry.
 
 use super::{Credentials, CredentialsError};
-use crate::http::{read_capped, rpc_timestamp};
+use crate::FnfError;
+use crate::http::{read_capped, rpc_timestamp, transport_error};
+use crate::redact::{MAX_EXCERPT, MAX_MESSAGE, MAX_SHORT, Redactor};
 use crate::sign::encode_pairs;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
@@ -105,7 +107,8 @@ impl RrsaProvider {
                 return Ok(creds.clone());
             }
         }
-        match self.assume_role(now).await {
+        let held = cached.as_ref().map(|(creds, _)| creds);
+        match self.assume_role(now, held).await {
             Ok((creds, expiration)) => {
                 *cached = Some((creds.clone(), expiration));
                 Ok(creds)
@@ -120,18 +123,29 @@ impl RrsaProvider {
         }
     }
 
+    /// One AssumeRoleWithOIDC. Every error's text is cleaned of the token sent and of the
+    /// keys `held` (an STS, or a proxy before it, may echo either), bounded and printable.
     async fn assume_role(
         &self,
         now: Timestamp,
+        held: Option<&Credentials>,
     ) -> Result<(Credentials, Timestamp), CredentialsError> {
         let c = &self.config;
         // Re-read at every refresh: the kubelet rotates the projected token.
         let token = tokio::fs::read_to_string(&c.token_file)
             .await
-            .map_err(|e| CredentialsError::TokenFile {
-                path: c.token_file.clone(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                let none = Redactor::none();
+                CredentialsError::TokenFile {
+                    path: none.clean(&c.token_file, MAX_MESSAGE),
+                    reason: none.clean(&e.to_string(), MAX_MESSAGE),
+                }
             })?;
+        let token = token.trim();
+        let mut redactor = Redactor::new([token]);
+        if let Some(held) = held {
+            redactor = redactor.with_credentials(held);
+        }
         let timestamp = rpc_timestamp(now);
         let query = [
             ("Action", "AssumeRoleWithOIDC"),
@@ -143,12 +157,15 @@ impl RrsaProvider {
         let body = [
             ("RoleArn", c.role_arn.as_str()),
             ("OIDCProviderArn", c.oidc_provider_arn.as_str()),
-            ("OIDCToken", token.trim()),
+            ("OIDCToken", token),
             ("RoleSessionName", c.session_name.as_str()),
             ("DurationSeconds", duration.as_str()),
         ];
         let mut url = c.sts_endpoint.clone();
         url.set_query(Some(&encode_pairs(query)));
+        let unreachable = |e: FnfError| {
+            CredentialsError::StsTransport(redactor.clean(&e.to_string(), MAX_MESSAGE))
+        };
         let resp = self
             .http
             .post(url)
@@ -156,24 +173,38 @@ impl RrsaProvider {
             .body(encode_pairs(body))
             .send()
             .await
-            .map_err(|e| CredentialsError::StsTransport(e.to_string()))?;
-        let (status, bytes) = read_capped(resp)
-            .await
-            .map_err(|e| CredentialsError::StsTransport(e.to_string()))?;
+            .map_err(|e| unreachable(transport_error(e)))?;
+        let (status, bytes) = read_capped(resp).await.map_err(unreachable)?;
         let answer: StsAnswer = serde_json::from_slice(&bytes).map_err(|e| {
-            CredentialsError::StsBadResponse(format!("HTTP {status}, body is not STS JSON: {e}"))
+            CredentialsError::StsBadResponse(redactor.clean(
+                &format!(
+                    "HTTP {status}, body is not STS JSON ({e}): {}",
+                    redactor.clean_bytes(&bytes, MAX_EXCERPT)
+                ),
+                MAX_MESSAGE,
+            ))
         })?;
         if status != 200 || answer.credentials.is_none() {
+            let code = answer.code.as_deref().unwrap_or("Unknown");
+            let message = answer.message.as_deref().unwrap_or_default();
+            let request_id = answer.request_id.as_deref().unwrap_or("none");
             return Err(CredentialsError::Sts {
                 status,
-                code: answer.code.unwrap_or_else(|| "Unknown".into()),
-                message: answer.message.unwrap_or_default(),
-                request_id: answer.request_id.unwrap_or_else(|| "none".into()),
+                code: redactor.clean(code, MAX_SHORT),
+                message: redactor.clean(message, MAX_MESSAGE),
+                request_id: redactor.clean(request_id, MAX_SHORT),
             });
         }
         let k = answer.credentials.expect("checked above");
         let expiration: Timestamp = k.expiration.parse().map_err(|e| {
-            CredentialsError::StsBadResponse(format!("Expiration {:?}: {e}", k.expiration))
+            // The answer's own keys are secrets too.
+            let redactor = redactor
+                .clone()
+                .with([k.access_key_secret.as_str(), k.security_token.as_str()]);
+            CredentialsError::StsBadResponse(redactor.clean(
+                &format!("Expiration \"{}\": {e}", k.expiration),
+                MAX_MESSAGE,
+            ))
         })?;
         Ok((
             Credentials::new(k.access_key_id, k.access_key_secret, Some(k.security_token)),
