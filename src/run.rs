@@ -46,10 +46,12 @@ pub struct RunArgs {
     /// ExecutionStops, and those created by ExecutionStopSets)
     #[arg(long, env = "FLOWSTOP_CONCURRENCY", default_value_t = 32)]
     pub concurrency: u16,
-    /// StopExecution calls per second per endpoint and AccessKeyId (the service allows 2)
+    /// StopExecution and ListExecutions calls per second per AccessKeyId and region: both
+    /// draw on the service's "other operations" bucket (it allows 2)
     #[arg(long, env = "FLOWSTOP_STOP_RATE", default_value_t = 2.0)]
     pub stop_rate: f64,
-    /// StopExecution burst per endpoint and AccessKeyId (the service allows 10)
+    /// StopExecution and ListExecutions burst per AccessKeyId and region (the service
+    /// allows 10)
     #[arg(long, env = "FLOWSTOP_STOP_BURST", default_value_t = 10.0)]
     pub stop_burst: f64,
     /// DescribeExecution calls per second (the service allows 5, burst 50)
@@ -57,13 +59,6 @@ pub struct RunArgs {
     pub describe_rate: f64,
     #[arg(long, env = "FLOWSTOP_DESCRIBE_BURST", default_value_t = 50.0)]
     pub describe_burst: f64,
-    /// ListExecutions calls per second per endpoint and AccessKeyId, for ExecutionStopSets
-    /// (the service allows 2)
-    #[arg(long, env = "FLOWSTOP_LIST_RATE", default_value_t = 2.0)]
-    pub list_rate: f64,
-    /// ListExecutions burst per endpoint and AccessKeyId (the service allows 10)
-    #[arg(long, env = "FLOWSTOP_LIST_BURST", default_value_t = 10.0)]
-    pub list_burst: f64,
     /// How often a dry-run ExecutionStopSet counts its matches again, in seconds
     #[arg(long, env = "FLOWSTOP_PREVIEW_REFRESH_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub preview_refresh_seconds: u64,
@@ -289,10 +284,6 @@ fn context(
         describe_limiter: RateLimiter::new(Limit {
             burst: args.describe_burst,
             per_second: args.describe_rate,
-        }),
-        list_limiter: RateLimiter::new(Limit {
-            burst: args.list_burst,
-            per_second: args.list_rate,
         }),
         sets: std::sync::OnceLock::new(),
         stopping,

@@ -32,13 +32,15 @@ pub struct SetRun {
 /// Single ExecutionStops applied while the set stops (each on an execution of its own).
 const SINGLES: usize = 10;
 
-/// Listing first (pages of 99 from a bucket of 10), then stopping (from a bucket of 10),
-/// both refilled at 2/s × SPEEDUP: the set cannot stop anything before its listing ends.
-/// The singles applied meanwhile take their slots from the same StopExecution bucket.
+/// ListExecutions and StopExecution draw on one bucket (the service's "other operations":
+/// 10, refilled at 2/s × SPEEDUP): the set counts its matches (pages of 99), lists them again
+/// to create its children (a snapshot of one page is listed once), and stops each; the
+/// singles applied meanwhile take their slots from the same bucket.
 pub fn floor(n: usize) -> f64 {
     let rate = 2.0 * SPEEDUP;
-    let pages = n.div_ceil(99) as f64;
-    (pages - 10.0).max(0.0) / rate + ((n + SINGLES) as f64 - 10.0).max(0.0) / rate
+    let pages = n.div_ceil(99);
+    let lists = if pages > 1 { 2 * pages } else { pages };
+    ((lists + n + SINGLES) as f64 - 10.0).max(0.0) / rate
 }
 
 fn calls(counters: &serde_json::Value, action: &str) -> (f64, f64, f64) {
@@ -53,16 +55,7 @@ fn calls(counters: &serde_json::Value, action: &str) -> (f64, f64, f64) {
 
 pub async fn set_quota(env: &Env, n: usize, repeats: usize) -> anyhow::Result<SetRun> {
     let rate = (2.0 * SPEEDUP).to_string();
-    let flags = [
-        "--stop-rate",
-        rate.as_str(),
-        "--stop-burst",
-        "10",
-        "--list-rate",
-        rate.as_str(),
-        "--list-burst",
-        "10",
-    ];
+    let flags = ["--stop-rate", rate.as_str(), "--stop-burst", "10"];
     let (mut walls, mut shares, mut latencies) = (vec![], vec![], vec![]);
     let (mut per, mut ok, mut lists, mut api_writes) = (0.0, 0.0, 0.0, 0.0);
     for r in 0..repeats {

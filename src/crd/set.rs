@@ -234,9 +234,13 @@ pub struct ExecutionStopSetStatus {
     pub children: ChildCounts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
-    /// Failed ListExecutions attempts in a row.
+    /// Failed ListExecutions attempts in a row (a throttled call, 429, is not one).
     #[serde(default)]
     pub list_attempts: u32,
+    /// Since when every ListExecutions has been throttled (429); cleared by any other
+    /// answer. Throttled for --throttle-limit-seconds in a row, the set gives up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_since: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_time: Option<Time>,
     /// resourceVersion of the credentials Secret (or `operator`) when ListExecutions was

@@ -294,6 +294,7 @@ fn gave_up(s: &ExecutionStopSetStatus) -> bool {
 /// share the workers page by page and a restart resumes from the recorded NextToken.
 fn listed(i: &Input<'_>, s: &mut Draft, page: &Page) -> Action {
     s.list_attempts = 0;
+    s.throttled_since = None;
     s.next_attempt_time = None;
     s.last_error = None;
     let mut l = s
@@ -460,14 +461,36 @@ fn created(i: &Input<'_>, s: &mut Draft, taken: &[String]) -> Action {
 
 fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
     s.last_error = Some(last_error(e));
+    if e.kind() == ErrorKind::Throttled {
+        // Back-pressure, not a failure: not an attempt, bounded by time (as a stop's 429).
+        let since = s.throttled_since.get_or_insert_with(|| second(i.now)).0;
+        let throttled_for = until(since, i.now);
+        if throttled_for < i.policy.throttle_limit {
+            let phase = s.phase.unwrap_or(SetPhase::Listing);
+            set(
+                i,
+                s,
+                phase,
+                Reason::Retrying,
+                &format!("will retry ListExecutions: {e}"),
+            );
+            return Action::Wait(i.policy.throttle_retry);
+        }
+        let msg = format!(
+            "gave up listing: every ListExecutions was throttled for {} s: {e}",
+            throttled_for.as_secs()
+        );
+        if let Some(l) = s.last_error.as_mut() {
+            l.retryable = false;
+        }
+        set(i, s, SetPhase::Failed, Reason::RetriesExhausted, &msg);
+        return Action::Done;
+    }
+    s.throttled_since = None;
     if e.retryable() {
         s.list_attempts += 1;
         if s.list_attempts < i.policy.max_attempts {
-            let delay = if e.kind() == ErrorKind::Throttled {
-                i.policy.throttle_retry
-            } else {
-                backoff(i.policy, s.list_attempts, i.jitter)
-            };
+            let delay = backoff(i.policy, s.list_attempts, i.jitter);
             s.next_attempt_time = Some(second_ceil(plus(i.now, delay)));
             let phase = s.phase.unwrap_or(SetPhase::Listing);
             set(

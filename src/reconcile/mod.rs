@@ -39,9 +39,9 @@ pub struct Context {
     /// The operator's own credentials, or why there are none.
     pub operator_credentials: Result<Provider, String>,
     pub policy: Policy,
+    /// StopExecution and ListExecutions: the service's "other operations" bucket.
     pub stop_limiter: RateLimiter,
     pub describe_limiter: RateLimiter,
-    pub list_limiter: RateLimiter,
     /// The ExecutionStopSets the operator watches, to tell whether an ExecutionStop's set
     /// still exists. Filled once the controllers are built.
     pub sets: std::sync::OnceLock<Vec<Store<ExecutionStopSet>>>,

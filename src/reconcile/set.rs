@@ -225,9 +225,12 @@ impl Pass<'_> {
             .as_ref()
             .expect("credentials read before a call")
             .0;
-        let key = limiter_key(account, "list");
+        // ListExecutions is one of the service's "other operations", as StopExecution is:
+        // one bucket, so one limiter, or a set listing while its children stop would be
+        // throttled by its own stops.
+        let key = limiter_key(account, "stop");
         ctx.metrics
-            .waited(ctx.list_limiter.acquire_within(&key, BULK_HORIZON).await?);
+            .waited(ctx.stop_limiter.acquire_within(&key, BULK_HORIZON).await?);
         let sel = &self.obj.spec.selector;
         let time = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
         let req = ListRequest {
@@ -249,7 +252,7 @@ impl Pass<'_> {
             .call("ListExecutions", outcome, started.elapsed().as_secs_f64());
         Ok(Outcome::Listed(match page {
             Ok(p) => {
-                ctx.list_limiter.succeeded(&key);
+                ctx.stop_limiter.succeeded(&key);
                 Ok(Page {
                     names: p.executions.into_iter().filter_map(|e| e.name).collect(),
                     next_token: p.next_token,
@@ -257,7 +260,7 @@ impl Pass<'_> {
             }
             Err(e) => {
                 if e.kind() == ErrorKind::Throttled {
-                    ctx.list_limiter.throttled(&key);
+                    ctx.stop_limiter.throttled(&key);
                 }
                 Err(e)
             }

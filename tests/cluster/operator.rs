@@ -130,8 +130,12 @@ async fn transient_errors_are_retried_until_success() {
     wait_for(c, &ns, "s1", "condition=Ready");
     let s = status(c, &ns, "s1");
     assert_eq!(s["phase"], "Stopped");
-    assert_eq!(s["attempts"], 4);
+    assert_eq!(
+        s["attempts"], 3,
+        "the throttled call is not an attempt: {s}"
+    );
     assert_eq!(s.get("lastError"), None);
+    assert_eq!(s.get("throttledSince"), None, "cleared by the answer: {s}");
     assert_eq!(cloud.calls("StopExecution"), 4);
     assert_eq!(cloud.count("StopExecution", "OK"), 1);
     let warnings = wait_event(c, &ns, "Warning", "Retrying").await;

@@ -82,16 +82,7 @@ async fn with_quota(prefix: &str) -> (String, Cloud, Operator) {
         cfg.no_quota = false;
         cfg.quota_speedup = 10.0;
     };
-    let sped_up = [
-        "--stop-rate",
-        "20",
-        "--stop-burst",
-        "10",
-        "--list-rate",
-        "20",
-        "--list-burst",
-        "10",
-    ];
+    let sped_up = ["--stop-rate", "20", "--stop-burst", "10"];
     setup(prefix, quota, &sped_up).await
 }
 
@@ -450,8 +441,8 @@ async fn a_set_and_single_stops_share_the_quota() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_while_listing_resumes_the_same_snapshot() {
     let c = installed();
-    // One ListExecutions page a second: the listing of 500 (6 pages) takes about 5 s.
-    let slow = ["--list-rate", "1", "--list-burst", "1"];
+    // One ListExecutions page a second: the count of 500 (6 pages) takes about 5 s.
+    let slow = ["--stop-rate", "1", "--stop-burst", "1"];
     let (ns, cloud, op) = setup("set-kill-list", |_| {}, &slow).await;
     start_all(&cloud, (0..500).map(|n| format!("l-{n:03}"))).await;
     c.apply(&set_yaml(&ns, "l", "  maxCount: 1000\n"));
@@ -728,17 +719,14 @@ async fn an_endless_listing_neither_starves_other_sets_nor_runs_for_ever() {
         for n in [&ns, &quiet] {
             c.apply(&secret(n, "creds", AK, SK));
         }
-        let op = Operator::start(
+        // The limit through its environment variable: an operator without the setting
+        // (the old code) still starts, and shows the starvation.
+        let op = Operator::start_with(
             &format!("{ns},{quiet}"),
             &cloud.emu.url(),
-            &[
-                "--list-page-limit",
-                "300",
-                "--list-rate",
-                "1000",
-                "--list-burst",
-                "100",
-            ],
+            &["--stop-rate", "1000", "--stop-burst", "100"],
+            &[("FLOWSTOP_LIST_PAGE_LIMIT", "300")],
+            None,
         )
         .await;
         (ns, cloud, op)

@@ -844,3 +844,37 @@ fn a_dry_run_the_policies_refuse_previews_nothing() {
         }
     );
 }
+
+#[test]
+fn a_throttled_listing_is_not_an_attempt_and_gives_up_only_after_the_throttle_limit() {
+    let throttled = || {
+        Outcome::Listed(Err(FnfError::Api {
+            status: 429,
+            code: "ResourceThrottled".into(),
+            message: "m".into(),
+            request_id: Some("r".into()),
+        }))
+    };
+    let mut c = Case::new(spec(false, 5), throttled());
+    c.status = live(0);
+    c.status.snapshot_complete = false;
+    c.status.list_attempts = Policy::default().max_attempts - 1;
+    let d = c.run();
+    assert_eq!(d.action, Action::Wait(Policy::default().throttle_retry));
+    assert_eq!(d.status.list_attempts, Policy::default().max_attempts - 1);
+    assert_eq!(d.status.throttled_since, Some(second(t("00:00"))));
+    assert_eq!(ready(&d.status).1, "Retrying");
+    c.status = d.status;
+    c.now = "29:59";
+    assert_eq!(c.run().status.phase, Some(SetPhase::Listing));
+    c.now = "30:00";
+    let d = c.run();
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(ready(&d.status).1, "RetriesExhausted");
+    // A page read ends the throttled stretch.
+    let mut c = Case::new(spec(false, 5), listed(1, true));
+    c.status = live(0);
+    c.status.snapshot_complete = false;
+    c.status.throttled_since = Some(second(t("00:00")));
+    assert_eq!(c.run().status.throttled_since, None);
+}
