@@ -2,9 +2,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
-pub mod crd;
+/// The resources' types and CRDs live in their own crate, `flowstop-api`.
+pub use flowstop_api as crd;
 pub mod decide;
-pub mod exit;
+pub use flowstop_api::exit;
 pub mod lease;
 pub mod ratelimit;
 pub mod reconcile;

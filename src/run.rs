@@ -4,7 +4,7 @@
 use crate::cli::EndpointArgs;
 use crate::crd::set::SET_LABEL;
 use crate::crd::{ExecutionStop, ExecutionStopSet};
-use crate::decide::Policy;
+use crate::decide::Tuning;
 use crate::decide::endpoint::{DEFAULT_ALLOWED_HOSTS, Endpoints, HostPattern, parse_allowlist};
 use crate::decide::policy::Mode;
 use crate::lease::{self, LeaseConfig};
@@ -263,7 +263,7 @@ fn context(
             allowed_hosts: args.allowed_endpoint_hosts.clone(),
         },
         operator_credentials,
-        policy: Policy {
+        tuning: Tuning {
             max_attempts: args.max_attempts,
             backoff_base: Duration::from_millis(args.backoff_base_ms),
             backoff_max: Duration::from_millis(args.backoff_max_ms),
@@ -274,7 +274,7 @@ fn context(
             policy_recheck: Duration::from_secs(args.policy_recheck_seconds),
             throttle_limit: Duration::from_secs(args.throttle_limit_seconds),
             list_page_limit: args.list_page_limit,
-            ..Policy::default()
+            ..Tuning::default()
         },
         policies,
         stop_limiter: RateLimiter::new(Limit {
@@ -376,8 +376,8 @@ fn controllers(
                     exit_singles.await;
                 })
                 .run(
-                    |o, c| reconcile::reconcile(o, c, Lane::Interactive),
-                    reconcile::error_policy,
+                    |o, c| reconcile::stop::reconcile(o, c, Lane::Interactive),
+                    reconcile::stop::error_policy,
                     ctx.clone(),
                 )
                 .for_each(log_error)
@@ -409,8 +409,8 @@ fn controllers(
                     exit_stops.await;
                 })
                 .run(
-                    |o, c| reconcile::reconcile(o, c, Lane::Bulk),
-                    reconcile::error_policy,
+                    |o, c| reconcile::stop::reconcile(o, c, Lane::Bulk),
+                    reconcile::stop::error_policy,
                     ctx.clone(),
                 )
                 .for_each(log_error)

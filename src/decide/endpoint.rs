@@ -5,6 +5,7 @@
 //! to a server of their choosing, or make it call an internal service and read the
 //! answer back from status.
 
+use super::Cannot;
 use crate::crd::Target;
 use fnf::Endpoint;
 
@@ -79,18 +80,9 @@ pub struct Endpoints {
     pub allowed_hosts: Vec<HostPattern>,
 }
 
-/// Why an object's endpoint cannot be used.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Refusal {
-    /// Not a usable URL, plain http off loopback, or no endpoint at all.
-    Unusable(String),
-    /// A host off the allowlist, with the operator's own credentials.
-    NotAllowed(String),
-}
-
 /// The endpoint of an object's requests, or why it may not have one. Pure: nothing is
 /// resolved or contacted here, so a refused host never sees a connection.
-pub fn resolve(spec: &impl Target, config: &Endpoints) -> Result<Endpoint, Refusal> {
+pub fn resolve(spec: &impl Target, config: &Endpoints) -> Result<Endpoint, Cannot> {
     match (spec.endpoint(), spec.region_id(), &config.default) {
         (Some(text), _, _) => {
             let endpoint = object_endpoint(text, config)?;
@@ -99,7 +91,7 @@ pub fn resolve(spec: &impl Target, config: &Endpoints) -> Result<Endpoint, Refus
             }
             let url = endpoint.base_url();
             if !url.username().is_empty() || url.password().is_some() {
-                return Err(Refusal::NotAllowed(
+                return Err(Cannot::EndpointNotAllowed(
                     "spec.endpoint carries user information (user@host), which is refused with the operator's credentials".into(),
                 ));
             }
@@ -107,7 +99,7 @@ pub fn resolve(spec: &impl Target, config: &Endpoints) -> Result<Endpoint, Refus
             if config.allowed_hosts.iter().any(|p| p.matches(&host)) {
                 Ok(endpoint)
             } else {
-                Err(Refusal::NotAllowed(format!(
+                Err(Cannot::EndpointNotAllowed(format!(
                     "spec.endpoint host {host} is not on the operator's allowlist of endpoint hosts; \
                      objects that use the operator's credentials may only call allowed hosts \
                      (set spec.credentialsSecretRef to use your own keys with any endpoint)"
@@ -115,10 +107,10 @@ pub fn resolve(spec: &impl Target, config: &Endpoints) -> Result<Endpoint, Refus
             }
         }
         (None, Some(region), _) => {
-            Endpoint::region(region, false).map_err(|e| Refusal::Unusable(e.to_string()))
+            Endpoint::region(region, false).map_err(|e| Cannot::Unusable(e.to_string()))
         }
         (None, None, Some(default)) => Ok(default.clone()),
-        (None, None, None) => Err(Refusal::Unusable(
+        (None, None, None) => Err(Cannot::Unusable(
             "no endpoint: set spec.regionId or spec.endpoint, or start the operator with --region or --endpoint".into(),
         )),
     }
@@ -153,7 +145,7 @@ pub fn quota_region(endpoint: &Endpoint) -> Option<String> {
 /// operator's own `--endpoint`, and an object naming that very endpoint may use it too.
 /// Anything else would send the signed request (and with the operator's credentials, its
 /// security token) in clear text to a host a namespace editor chose.
-fn object_endpoint(text: &str, config: &Endpoints) -> Result<Endpoint, Refusal> {
+fn object_endpoint(text: &str, config: &Endpoints) -> Result<Endpoint, Cannot> {
     match Endpoint::url(text, false) {
         Ok(e) => Ok(e),
         Err(refused) => match (
@@ -161,7 +153,7 @@ fn object_endpoint(text: &str, config: &Endpoints) -> Result<Endpoint, Refusal> 
             Endpoint::url(text, config.allow_insecure_http),
         ) {
             (Some(own), Ok(e)) if e.base_url() == own.base_url() => Ok(e),
-            _ => Err(Refusal::Unusable(refused.to_string())),
+            _ => Err(Cannot::Unusable(refused.to_string())),
         },
     }
 }
@@ -231,12 +223,15 @@ mod tests {
         for url in refused {
             let r = resolve(&spec(url, false), &defaults());
             assert!(
-                matches!(r, Err(Refusal::NotAllowed(_)) | Err(Refusal::Unusable(_))),
+                matches!(
+                    r,
+                    Err(Cannot::EndpointNotAllowed(_)) | Err(Cannot::Unusable(_))
+                ),
                 "{url} should be refused: {r:?}"
             );
         }
         let msg = match resolve(&spec("https://evil.test", false), &defaults()) {
-            Err(Refusal::NotAllowed(m)) => m,
+            Err(Cannot::EndpointNotAllowed(m)) => m,
             other => panic!("{other:?}"),
         };
         assert!(
@@ -256,7 +251,7 @@ mod tests {
         }
         assert!(matches!(
             resolve(&spec("http://evil.test", true), &defaults()),
-            Err(Refusal::Unusable(_))
+            Err(Cannot::Unusable(_))
         ));
     }
 
@@ -304,7 +299,7 @@ mod tests {
         for own_secret in [false, true] {
             let r = resolve(&spec("http://evil.internal.test:9000", own_secret), &config);
             assert!(
-                matches!(r, Err(Refusal::Unusable(ref m)) if m.contains("plain http")),
+                matches!(r, Err(Cannot::Unusable(ref m)) if m.contains("plain http")),
                 "a tenant's http endpoint must be refused (own secret: {own_secret}): {r:?}"
             );
             assert!(
@@ -326,10 +321,7 @@ mod tests {
         s.region_id = Some("cn-hangzhou".into());
         assert!(resolve(&s, &defaults()).is_ok());
         s.region_id = None;
-        assert!(matches!(
-            resolve(&s, &defaults()),
-            Err(Refusal::Unusable(_))
-        ));
+        assert!(matches!(resolve(&s, &defaults()), Err(Cannot::Unusable(_))));
         let config = Endpoints {
             default: Some(Endpoint::url("http://127.0.0.1:9", false).unwrap()),
             ..defaults()

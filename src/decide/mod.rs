@@ -16,9 +16,10 @@ use fnf::{ErrorKind, Execution, ExecutionStatus, FnfError};
 use jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
-/// Operator-wide settings that shape decisions.
+/// Retry tuning: the operator-wide timings and bounds that shape decisions ("policy" is
+/// kept for ExecutionStopPolicy, the tenancy verdict).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Policy {
+pub struct Tuning {
     /// Attempts when the spec does not say.
     pub max_attempts: u32,
     pub backoff_base: Duration,
@@ -44,7 +45,7 @@ pub struct Policy {
     pub list_page_limit: u32,
 }
 
-impl Default for Policy {
+impl Default for Tuning {
     fn default() -> Self {
         Self {
             max_attempts: 10,
@@ -68,14 +69,23 @@ impl Default for Policy {
 pub enum Outcome {
     /// No call made yet in this pass.
     Nothing,
+    /// No call can be made as the object stands.
+    Cannot(Cannot),
+    Stop(Result<Execution, FnfError>),
+    Describe(Result<Execution, FnfError>),
+}
+
+/// Why no call can be made for an object as it stands: the one "cannot call" type, for
+/// both kinds, from the endpoint check and the credentials read alike. (The tenancy verdict
+/// is an input of its own: it is judged before every call, not once per pass.)
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cannot {
     /// The credentials could not be had (missing Secret or key, empty chain).
     NoCredentials(String),
     /// The request cannot be made at all (e.g. no endpoint, or plain http off loopback).
     Unusable(String),
     /// The endpoint's host is not one the operator's credentials may be sent to.
     EndpointNotAllowed(String),
-    Stop(Result<Execution, FnfError>),
-    Describe(Result<Execution, FnfError>),
 }
 
 /// What the shell knows of the object's credentials in this pass.
@@ -102,7 +112,7 @@ pub struct Input<'a> {
     pub now: Timestamp,
     /// Uniform in [0, 1): the random part of the backoff.
     pub jitter: f64,
-    pub policy: &'a Policy,
+    pub tuning: &'a Tuning,
     /// Whether the ExecutionStopPolicies allow this stop now.
     pub verdict: &'a policy::Verdict,
 }
@@ -139,11 +149,11 @@ pub struct Decision {
 }
 
 /// Full-jitter exponential backoff after `attempts` failed attempts.
-pub fn backoff(policy: &Policy, attempts: u32, jitter: f64) -> Duration {
-    let exp = policy
+pub fn backoff(tuning: &Tuning, attempts: u32, jitter: f64) -> Duration {
+    let exp = tuning
         .backoff_base
         .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
-    let cap = exp.min(policy.backoff_max);
+    let cap = exp.min(tuning.backoff_max);
     cap.mul_f64(jitter.clamp(0.0, 1.0))
         .max(Duration::from_millis(100))
 }
@@ -174,10 +184,10 @@ pub fn decide(i: &Input<'_>) -> Decision {
         }
         Outcome::Nothing => next_step(i, &mut s),
         // A rejected object whose Secret is gone stays as it is: there is nothing new to try.
-        Outcome::NoCredentials(_) if s.rejected_credentials_version.is_some() => {
-            (Action::Wait(i.policy.credentials_recheck), None)
+        Outcome::Cannot(Cannot::NoCredentials(_)) if s.rejected_credentials_version.is_some() => {
+            (Action::Wait(i.tuning.credentials_recheck), None)
         }
-        Outcome::NoCredentials(message) => {
+        Outcome::Cannot(Cannot::NoCredentials(message)) => {
             s.last_error = Some(LastError {
                 code: Reason::CredentialsNotFound.as_str().into(),
                 message: printable(message, 1024),
@@ -200,8 +210,10 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 Some(Reason::CredentialsNotFound),
             )
         }
-        Outcome::Unusable(message) => refused(i, &mut s, Reason::InvalidRequest, message),
-        Outcome::EndpointNotAllowed(message) => {
+        Outcome::Cannot(Cannot::Unusable(message)) => {
+            refused(i, &mut s, Reason::InvalidRequest, message)
+        }
+        Outcome::Cannot(Cannot::EndpointNotAllowed(message)) => {
             refused(i, &mut s, Reason::EndpointNotAllowed, message)
         }
         Outcome::Stop(Ok(e)) => {
@@ -223,7 +235,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
                 finished(i, &mut s, e)
             } else {
                 let msg = format!("StopExecution accepted (status {}); confirming", e.status);
-                confirming(i, &mut s, &msg, i.policy.describe_wait)
+                confirming(i, &mut s, &msg, i.tuning.describe_wait)
             }
         }
         Outcome::Stop(Err(e)) => {
@@ -288,9 +300,9 @@ pub fn decide(i: &Input<'_>) -> Decision {
                     .last_attempt_time
                     .as_ref()
                     .map_or(Duration::ZERO, |t| until(t.0, i.now));
-                if since < i.policy.confirm_window {
+                if since < i.tuning.confirm_window {
                     let msg = format!("waiting for the execution to stop (status {})", e.status);
-                    confirming(i, &mut s, &msg, i.policy.describe_wait)
+                    confirming(i, &mut s, &msg, i.tuning.describe_wait)
                 } else {
                     // Accepted but not effective in time: send it again; the accepted
                     // call may still land.
@@ -379,7 +391,7 @@ fn refused(
 /// With nothing observed yet: what the current status calls for.
 /// StopExecution calls allowed in total: the object's, or the operator's default.
 fn max_attempts(i: &Input<'_>) -> u32 {
-    i.spec.max_attempts.unwrap_or(i.policy.max_attempts).max(1)
+    i.spec.max_attempts.unwrap_or(i.tuning.max_attempts).max(1)
 }
 
 fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
@@ -391,7 +403,7 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reas
                 s.last_error = None;
                 attempt_or_give_up(i, s)
             }
-            policy::Verdict::Denied(_) => (Action::Wait(i.policy.policy_recheck), None),
+            policy::Verdict::Denied(_) => (Action::Wait(i.tuning.policy_recheck), None),
         },
         Some(Phase::Failed) if s.rejected_credentials_version.is_some() => {
             let changed = match i.credentials {
@@ -403,13 +415,13 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reas
                 Credentials::Unread | Credentials::Operator => false,
             };
             let last = s.last_attempt_time.as_ref().map_or(i.now, |t| t.0);
-            let retry_at = plus(last, i.policy.credentials_retry);
+            let retry_at = plus(last, i.tuning.credentials_retry);
             if changed || i.now >= retry_at {
                 s.rejected_credentials_version = None;
                 return stop_attempt(i, s, true);
             }
             (
-                Action::Wait(until(i.now, retry_at).min(i.policy.credentials_recheck)),
+                Action::Wait(until(i.now, retry_at).min(i.tuning.credentials_recheck)),
                 Some(Reason::CredentialsRejected),
             )
         }
@@ -423,7 +435,7 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reas
         // Accepted, or possibly done by a call whose answer was lost: look, do not resend.
         Some(Phase::Stopping) if s.request_id.is_some() || s.unconfirmed_request_id.is_some() => (
             Action::Describe {
-                wait_seconds: i.policy.describe_wait,
+                wait_seconds: i.tuning.describe_wait,
             },
             Some(Reason::Confirming),
         ),
@@ -466,7 +478,7 @@ fn forbid(i: &Input<'_>, s: &mut ExecutionStopStatus, why: &str) -> (Action, Opt
         i.now,
     );
     (
-        Action::Wait(i.policy.policy_recheck),
+        Action::Wait(i.tuning.policy_recheck),
         Some(Reason::Forbidden),
     )
 }
@@ -591,7 +603,7 @@ fn failure(
             .last_attempt_time
             .as_ref()
             .map_or(Duration::ZERO, |t| until(t.0, i.now));
-        if !counts && since_attempt >= i.policy.confirm_window {
+        if !counts && since_attempt >= i.tuning.confirm_window {
             // DescribeExecution does not count as an attempt, so bound it by time instead.
             let msg = format!(
                 "gave up confirming after {} s: {e}",
@@ -605,7 +617,7 @@ fn failure(
             s.attempts = s.attempts.saturating_sub(1);
             let since = s.throttled_since.get_or_insert_with(|| second(i.now)).0;
             let throttled_for = until(since, i.now);
-            if throttled_for >= i.policy.throttle_limit {
+            if throttled_for >= i.tuning.throttle_limit {
                 let msg = format!(
                     "gave up: every StopExecution was throttled for {} s: {e}",
                     throttled_for.as_secs()
@@ -624,7 +636,7 @@ fn failure(
                 i.now,
             );
             return (
-                Action::Wait(i.policy.throttle_retry),
+                Action::Wait(i.tuning.throttle_retry),
                 Some(Reason::Retrying),
             );
         }
@@ -632,7 +644,7 @@ fn failure(
             let msg = format!("gave up after {} attempts: {e}", s.attempts);
             return give_up(i, s, &msg);
         }
-        let delay = backoff(i.policy, s.attempts.max(1), i.jitter);
+        let delay = backoff(i.tuning, s.attempts.max(1), i.jitter);
         let at = plus(i.now, delay);
         s.next_attempt_time = Some(second_ceil(at));
         let phase = if counts {
@@ -693,7 +705,7 @@ fn failure(
                 i.now,
             );
             return (
-                Action::Wait(i.policy.credentials_recheck),
+                Action::Wait(i.tuning.credentials_recheck),
                 Some(Reason::CredentialsRejected),
             );
         }

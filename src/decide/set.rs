@@ -3,12 +3,12 @@
 
 use super::policy::Verdict;
 use super::status::{last_error, printable, second, second_ceil, set_conditions};
-use super::{Credentials, Policy, Reason, backoff, plus, until};
-use crate::crd::LastError;
+use super::{Cannot, Credentials, Event, Reason, Tuning, backoff, plus, until};
 use crate::crd::set::{
     ChildCounts, ExecutionStopSetSpec, ExecutionStopSetStatus, FIRST_MATCHES, ListPass,
     ListingProgress, SetPhase,
 };
+use crate::crd::{LastError, Phase};
 use fnf::{ErrorKind, FnfError};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -27,6 +27,54 @@ pub struct Page {
     pub next_token: Option<String>,
 }
 
+/// While a set is Stopping, its counts are written at most this often: a set of 1,000 is
+/// not rewritten on each child's every step. Phase changes are written at once.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How a pass's status write is paced.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// Progress only, and the last progress write was less than `PROGRESS_EVERY` ago:
+    /// come back after this long and write then.
+    Hold(Duration),
+    /// Write now; `progress`: it is progress only (remember when, to pace the next).
+    Write { progress: bool },
+}
+
+/// Whether to write a pass's status now, from the phase stored and the phase decided, and
+/// when progress was last written.
+pub fn pace(
+    stored: Option<SetPhase>,
+    decided: Option<SetPhase>,
+    last_progress: Option<Timestamp>,
+    now: Timestamp,
+) -> Pace {
+    let progress = stored == Some(SetPhase::Stopping) && decided == Some(SetPhase::Stopping);
+    if let Some(due) = last_progress.map(|t| plus(t, PROGRESS_EVERY)) {
+        if progress && due > now {
+            return Pace::Hold(until(now, due));
+        }
+    }
+    Pace::Write { progress }
+}
+
+/// A set's ExecutionStops counted by phase (an object without status yet is Pending).
+pub fn count<'a>(phases: impl IntoIterator<Item = Option<&'a Phase>>) -> ChildCounts {
+    let mut c = ChildCounts::default();
+    for phase in phases {
+        c.total += 1;
+        match phase {
+            None | Some(Phase::Pending) => c.pending += 1,
+            Some(Phase::Stopping) => c.stopping += 1,
+            Some(Phase::Retrying) => c.retrying += 1,
+            Some(Phase::Stopped) => c.stopped += 1,
+            Some(Phase::AlreadyFinished) => c.already_finished += 1,
+            Some(Phase::Failed) => c.failed += 1,
+        }
+    }
+    c
+}
+
 /// A NextToken longer than this is not kept in status (a status write must not fail on
 /// size, whatever an endpoint answers).
 const MAX_TOKEN: usize = 1024;
@@ -34,9 +82,7 @@ const MAX_TOKEN: usize = 1024;
 #[derive(Clone, Debug)]
 pub enum Outcome {
     Nothing,
-    NoCredentials(String),
-    Unusable(String),
-    EndpointNotAllowed(String),
+    Cannot(Cannot),
     Listed(Result<Page, FnfError>),
     /// The ExecutionStops asked for exist now, but for these executions, whose names were
     /// taken by objects the set did not create.
@@ -57,7 +103,7 @@ pub struct Input<'a> {
     pub existing: &'a BTreeSet<String>,
     pub now: Timestamp,
     pub jitter: f64,
-    pub policy: &'a Policy,
+    pub tuning: &'a Tuning,
     /// Whether the ExecutionStopPolicies allow this set now.
     pub verdict: &'a Verdict,
 }
@@ -82,14 +128,16 @@ pub enum Action {
 pub struct Decision {
     pub action: Action,
     pub status: ExecutionStopSetStatus,
-    /// A change of phase or reason worth an Event: (warning, reason, note).
-    pub event: Option<(bool, Reason, String)>,
+    /// Worth a Kubernetes Event: a change of phase or reason, and what happened on the way
+    /// (a name found taken).
+    pub events: Vec<Event>,
 }
 
-/// The status being decided, and the reason last set on it.
+/// The status being decided, the reason last set on it, and Events of their own.
 struct Draft {
     status: ExecutionStopSetStatus,
     reason: Option<Reason>,
+    events: Vec<Event>,
 }
 
 impl std::ops::Deref for Draft {
@@ -109,22 +157,25 @@ pub fn decide(i: &Input<'_>) -> Decision {
     let mut s = Draft {
         status: i.status.clone(),
         reason: None,
+        events: vec![],
     };
     let action = match i.outcome {
         Outcome::Nothing => next_step(i, &mut s),
         // A rejected set whose Secret is gone stays as it is: there is nothing new to try.
-        Outcome::NoCredentials(_) if s.rejected_credentials_version.is_some() => {
-            Action::Wait(i.policy.credentials_recheck)
+        Outcome::Cannot(Cannot::NoCredentials(_)) if s.rejected_credentials_version.is_some() => {
+            Action::Wait(i.tuning.credentials_recheck)
         }
-        Outcome::NoCredentials(m) => {
+        Outcome::Cannot(Cannot::NoCredentials(m)) => {
             let code = Reason::CredentialsNotFound;
             error(&mut s, code, m, true);
             set(i, &mut s, SetPhase::Failed, code, m);
             // The Secret may yet appear; look again now and then.
-            Action::Wait(i.policy.credentials_recheck.min(Duration::from_secs(60)))
+            Action::Wait(i.tuning.credentials_recheck.min(Duration::from_secs(60)))
         }
-        Outcome::Unusable(m) => refuse(i, &mut s, Reason::InvalidRequest, m),
-        Outcome::EndpointNotAllowed(m) => refuse(i, &mut s, Reason::EndpointNotAllowed, m),
+        Outcome::Cannot(Cannot::Unusable(m)) => refuse(i, &mut s, Reason::InvalidRequest, m),
+        Outcome::Cannot(Cannot::EndpointNotAllowed(m)) => {
+            refuse(i, &mut s, Reason::EndpointNotAllowed, m)
+        }
         Outcome::Listed(Ok(listing)) => listed(i, &mut s, listing),
         Outcome::Listed(Err(e)) => list_failed(i, &mut s, e),
         Outcome::Created { taken } => created(i, &mut s, taken),
@@ -136,14 +187,15 @@ pub fn decide(i: &Input<'_>) -> Decision {
         return Decision {
             action: Action::ReadCredentials,
             status: i.status.clone(),
-            event: None,
+            events: vec![],
         };
     }
-    let event = s.reason.and_then(|r| event(i.status, &s.status, r));
+    let mut events = std::mem::take(&mut s.events);
+    events.extend(s.reason.and_then(|r| event(i.status, &s.status, r)));
     Decision {
         action,
         status: s.status,
-        event,
+        events,
     }
 }
 
@@ -169,7 +221,7 @@ fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
         let due = s
             .listed_time
             .as_ref()
-            .map_or(i.now, |t| plus(t.0, i.policy.preview_refresh));
+            .map_or(i.now, |t| plus(t.0, i.tuning.preview_refresh));
         if s.phase == Some(SetPhase::Previewing) && due > i.now {
             return Action::Wait(until(i.now, due));
         }
@@ -230,7 +282,7 @@ fn list(i: &Input<'_>, s: &mut Draft, started_before: Option<Timestamp>) -> Acti
         error(s, Reason::Forbidden, why, false);
         s.next_attempt_time = None;
         set(i, s, SetPhase::Pending, Reason::Forbidden, why);
-        return Action::Wait(i.policy.policy_recheck);
+        return Action::Wait(i.tuning.policy_recheck);
     }
     if s.denied_by_policy {
         s.last_error = None;
@@ -261,7 +313,7 @@ fn recheck(i: &Input<'_>, s: &mut Draft) -> Action {
     };
     let retry_at = s.next_attempt_time.as_ref().map_or(i.now, |t| t.0);
     if !changed && i.now < retry_at {
-        return Action::Wait(until(i.now, retry_at).min(i.policy.credentials_recheck));
+        return Action::Wait(until(i.now, retry_at).min(i.tuning.credentials_recheck));
     }
     let why = if changed {
         "listing again after a 403: the credentials Secret changed"
@@ -376,7 +428,7 @@ fn counted(i: &Input<'_>, s: &mut Draft, l: ListingProgress, page: &Page) -> Act
             format!("dry run: {matched} executions match; set spec.dryRun to false to stop them")
         };
         set(i, s, SetPhase::Previewing, Reason::Previewed, &msg);
-        return Action::Wait(i.policy.preview_refresh);
+        return Action::Wait(i.tuning.preview_refresh);
     }
     if over {
         let msg = format!(
@@ -407,10 +459,10 @@ fn more_pages(i: &Input<'_>, s: &mut Draft) -> Action {
     let Some(l) = &s.listing else {
         return Action::Wait(Duration::ZERO);
     };
-    if l.pages >= i.policy.list_page_limit {
+    if l.pages >= i.tuning.list_page_limit {
         let msg = format!(
             "ListExecutions kept answering with a NextToken: {} pages and {} matches without an end (the limit is {} pages a listing, --list-page-limit)",
-            l.pages, l.found, i.policy.list_page_limit
+            l.pages, l.found, i.tuning.list_page_limit
         );
         return endless(i, s, &msg);
     }
@@ -443,7 +495,11 @@ fn created(i: &Input<'_>, s: &mut Draft, taken: &[String]) -> Action {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        set(i, s, SetPhase::Listing, Reason::NameTaken, &msg);
+        s.events.push(Event {
+            warning: true,
+            reason: Reason::NameTaken,
+            note: msg,
+        });
     }
     let Some(l) = &s.listing else {
         s.snapshot_complete = true;
@@ -465,7 +521,7 @@ fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
         // Back-pressure, not a failure: not an attempt, bounded by time (as a stop's 429).
         let since = s.throttled_since.get_or_insert_with(|| second(i.now)).0;
         let throttled_for = until(since, i.now);
-        if throttled_for < i.policy.throttle_limit {
+        if throttled_for < i.tuning.throttle_limit {
             let phase = s.phase.unwrap_or(SetPhase::Listing);
             set(
                 i,
@@ -474,7 +530,7 @@ fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
                 Reason::Retrying,
                 &format!("will retry ListExecutions: {e}"),
             );
-            return Action::Wait(i.policy.throttle_retry);
+            return Action::Wait(i.tuning.throttle_retry);
         }
         let msg = format!(
             "gave up listing: every ListExecutions was throttled for {} s: {e}",
@@ -489,8 +545,8 @@ fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
     s.throttled_since = None;
     if e.retryable() {
         s.list_attempts += 1;
-        if s.list_attempts < i.policy.max_attempts {
-            let delay = backoff(i.policy, s.list_attempts, i.jitter);
+        if s.list_attempts < i.tuning.max_attempts {
+            let delay = backoff(i.tuning, s.list_attempts, i.jitter);
             s.next_attempt_time = Some(second_ceil(plus(i.now, delay)));
             let phase = s.phase.unwrap_or(SetPhase::Listing);
             set(
@@ -517,7 +573,7 @@ fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
                 Credentials::Secret(v) => v.to_string(),
                 Credentials::Unread | Credentials::Operator => "operator".to_string(),
             });
-            s.next_attempt_time = Some(second_ceil(plus(i.now, i.policy.credentials_retry)));
+            s.next_attempt_time = Some(second_ceil(plus(i.now, i.tuning.credentials_retry)));
             set(
                 i,
                 s,
@@ -525,7 +581,7 @@ fn list_failed(i: &Input<'_>, s: &mut Draft, e: &FnfError) -> Action {
                 Reason::CredentialsRejected,
                 &e.to_string(),
             );
-            return Action::Wait(i.policy.credentials_recheck);
+            return Action::Wait(i.tuning.credentials_recheck);
         }
         _ => Reason::InvalidRequest,
     };
@@ -639,7 +695,7 @@ fn event(
     old: &ExecutionStopSetStatus,
     new: &ExecutionStopSetStatus,
     reason: Reason,
-) -> Option<(bool, Reason, String)> {
+) -> Option<Event> {
     let ready = |s: &ExecutionStopSetStatus| {
         s.conditions
             .iter()
@@ -653,5 +709,9 @@ fn event(
     }
     let warning = new.phase == Some(SetPhase::Failed)
         || matches!(reason, Reason::Retrying | Reason::Forbidden);
-    Some((warning, reason, note))
+    Some(Event {
+        warning,
+        reason,
+        note,
+    })
 }

@@ -78,11 +78,7 @@ impl Reason {
 }
 
 /// Condition types, as kstatus and `kubectl wait` read them.
-pub mod condition {
-    pub const READY: &str = "Ready";
-    pub const RECONCILING: &str = "Reconciling";
-    pub const STALLED: &str = "Stalled";
-}
+pub use crate::crd::condition;
 
 /// Times in status are whole seconds: that is what the API server gives back, and
 /// comparing our status with the stored one must not see a difference that is not there.

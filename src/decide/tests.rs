@@ -45,7 +45,7 @@ fn run_with(
     creds: Option<&str>,
 ) -> Decision {
     let spec = spec();
-    let policy = Policy::default();
+    let tuning = Tuning::default();
     decide(&Input {
         spec: &spec,
         status,
@@ -57,7 +57,7 @@ fn run_with(
         outcome: &outcome,
         now: t(now),
         jitter: 0.5,
-        policy: &policy,
+        tuning: &tuning,
         verdict: &policy::Verdict::Allowed,
     })
 }
@@ -253,7 +253,7 @@ fn retries_wait_for_next_attempt_time_then_exhaust() {
 
 #[test]
 fn backoff_grows_with_full_jitter_and_a_cap() {
-    let p = Policy::default();
+    let p = Tuning::default();
     assert_eq!(backoff(&p, 1, 1.0), Duration::from_secs(1));
     assert_eq!(backoff(&p, 3, 1.0), Duration::from_secs(4));
     assert_eq!(backoff(&p, 30, 1.0), Duration::from_secs(60));
@@ -402,7 +402,7 @@ fn final_phases_make_no_calls_and_no_writes() {
 fn lost_credentials_wait_without_calling_and_poll_slowly() {
     let d = run(
         &ExecutionStopStatus::default(),
-        Outcome::NoCredentials("Secret creds not found".into()),
+        Outcome::Cannot(Cannot::NoCredentials("Secret creds not found".into())),
         "00:00",
     );
     assert_eq!(d.status.phase, Some(Phase::Pending));
@@ -415,7 +415,7 @@ fn lost_credentials_wait_without_calling_and_poll_slowly() {
     );
     let later = run(
         &d.status,
-        Outcome::NoCredentials("Secret creds not found".into()),
+        Outcome::Cannot(Cannot::NoCredentials("Secret creds not found".into())),
         "40:00",
     );
     assert_eq!(later.action, Action::Wait(Duration::from_secs(300)));
@@ -467,7 +467,7 @@ fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
         outcome: &Outcome::Nothing,
         now: t("00:00") + SignedDuration::from_hours(1),
         jitter: 0.5,
-        policy: &Policy::default(),
+        tuning: &Tuning::default(),
         verdict: &policy::Verdict::Allowed,
     });
     assert!(matches!(late.action, Action::Stop { .. }));
@@ -523,7 +523,7 @@ fn transition_times_stay_put_unless_the_condition_flips() {
 fn an_unusable_request_fails_without_a_call() {
     let d = run(
         &ExecutionStopStatus::default(),
-        Outcome::Unusable("no endpoint".into()),
+        Outcome::Cannot(Cannot::Unusable("no endpoint".into())),
         "00:00",
     );
     assert_eq!(
@@ -691,7 +691,7 @@ fn run_unread(s: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision 
         outcome: &outcome,
         now: t(now),
         jitter: 0.5,
-        policy: &Policy::default(),
+        tuning: &Tuning::default(),
         verdict: &policy::Verdict::Allowed,
     })
 }
@@ -719,7 +719,11 @@ fn credentials_are_read_before_a_call_and_before_a_rejected_object_is_rechecked(
     assert_eq!(d.action, Action::ReadCredentials);
     assert_eq!(d.status, rejected);
     // The Secret is gone meanwhile: still Failed, checked again later, no event.
-    let d = run_unread(&rejected, Outcome::NoCredentials("gone".into()), "05:00");
+    let d = run_unread(
+        &rejected,
+        Outcome::Cannot(Cannot::NoCredentials("gone".into())),
+        "05:00",
+    );
     assert_eq!(d.action, Action::Wait(Duration::from_secs(300)));
     assert_eq!(d.status, rejected);
     assert_eq!(d.event, None);
@@ -901,7 +905,9 @@ fn a_refused_endpoint_leaves_no_stale_retry_state() {
     let rejected = run(&attempted(1), Outcome::Stop(Err(e)), "00:00").status;
     let d = run(
         &rejected,
-        Outcome::EndpointNotAllowed("spec.endpoint host x is not allowed".into()),
+        Outcome::Cannot(Cannot::EndpointNotAllowed(
+            "spec.endpoint host x is not allowed".into(),
+        )),
         "00:10",
     );
     assert_eq!(ready(&d.status), ("False", "EndpointNotAllowed"));
@@ -931,7 +937,7 @@ fn foreign_text_in_status_is_bounded() {
 #[test]
 fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
     let spec = spec();
-    let policy = Policy::default();
+    let tuning = Tuning::default();
     let decide_abandoned = |status: &ExecutionStopStatus| {
         decide(&Input {
             spec: &spec,
@@ -944,7 +950,7 @@ fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
             outcome: &Outcome::Nothing,
             now: t("00:10"),
             jitter: 0.5,
-            policy: &policy,
+            tuning: &tuning,
             verdict: &policy::Verdict::Allowed,
         })
     };
@@ -985,7 +991,7 @@ fn run_verdict(s: &ExecutionStopStatus, outcome: Outcome, verdict: policy::Verdi
         outcome: &outcome,
         now: t("00:00"),
         jitter: 0.5,
-        policy: &Policy::default(),
+        tuning: &Tuning::default(),
         verdict: &verdict,
     })
 }
@@ -994,7 +1000,7 @@ fn run_verdict(s: &ExecutionStopStatus, outcome: Outcome, verdict: policy::Verdi
 fn a_stop_the_policies_refuse_makes_no_call_until_one_allows_it() {
     let denied = || policy::Verdict::Denied("no ExecutionStopPolicy selects namespace ns".into());
     let d = run_verdict(&ExecutionStopStatus::default(), Outcome::Nothing, denied());
-    assert_eq!(d.action, Action::Wait(Policy::default().policy_recheck));
+    assert_eq!(d.action, Action::Wait(Tuning::default().policy_recheck));
     assert_eq!(
         d.status.phase,
         Some(Phase::Pending),
@@ -1064,7 +1070,7 @@ fn a_refusal_never_outlives_its_reason_so_a_final_object_stays_final() {
     let refused = run_verdict(&ExecutionStopStatus::default(), Outcome::Nothing, denied);
     let no_keys = run_verdict(
         &refused.status,
-        Outcome::NoCredentials("Secret creds not found".into()),
+        Outcome::Cannot(Cannot::NoCredentials("Secret creds not found".into())),
         policy::Verdict::Allowed,
     );
     assert_eq!(ready(&no_keys.status), ("False", "CredentialsNotFound"));

@@ -2,7 +2,8 @@
 //! or the operator's chain (environment or RRSA).
 
 use crate::crd::Target;
-use crate::decide::endpoint::{self, Refusal};
+use crate::decide::Cannot;
+use crate::decide::endpoint;
 use fnf::{Account, Credentials, Provider};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
@@ -102,13 +103,6 @@ async fn find(
     ))
 }
 
-/// Why an object's calls cannot be made as it stands.
-pub enum NoAccount {
-    Unusable(String),
-    NotAllowed(String),
-    Missing(String),
-}
-
 /// The endpoint and keys of an object, and the Secret's resourceVersion when the keys came
 /// from one. The endpoint is checked first: a refused host sees no lookup and no
 /// connection, and no credentials are fetched for it.
@@ -116,11 +110,10 @@ pub async fn account(
     ctx: &super::Context,
     ns: &str,
     spec: &impl Target,
-) -> Result<Result<(Account, Option<String>), NoAccount>, kube::Error> {
+) -> Result<Result<(Account, Option<String>), Cannot>, kube::Error> {
     let endpoint = match endpoint::resolve(spec, &ctx.endpoints) {
         Ok(e) => e,
-        Err(Refusal::Unusable(m)) => return Ok(Err(NoAccount::Unusable(m))),
-        Err(Refusal::NotAllowed(m)) => return Ok(Err(NoAccount::NotAllowed(m))),
+        Err(cannot) => return Ok(Err(cannot)),
     };
     Ok(
         match find(
@@ -139,7 +132,7 @@ pub async fn account(
                 },
                 version,
             )),
-            Found::Missing(m) => Err(NoAccount::Missing(m)),
+            Found::Missing(m) => Err(Cannot::NoCredentials(m)),
         },
     )
 }

@@ -1,28 +1,25 @@
 //! The shell around `decide::set`: count the set's ExecutionStops from the cache, list the
 //! matching executions when asked, create the ExecutionStops, write status.
 
-use super::credentials::NoAccount;
-use super::{Context, Error, MANAGER, credentials, limiter_key};
-use crate::crd::set::{
-    ChildCounts, ExecutionStopSet, ExecutionStopSetStatus, SET_LABEL, SetPhase, is_child,
-};
-use crate::crd::{ExecutionStop, ExecutionStopSpec, Phase};
+use super::shell::{self, Stored};
+use super::{Context, Error, credentials, limiter_key};
+use crate::crd::set::{ChildCounts, ExecutionStopSet, ExecutionStopSetStatus, SET_LABEL, is_child};
+use crate::crd::{ExecutionStop, ExecutionStopSpec};
+use crate::decide::Reason;
 use crate::decide::policy::Verdict;
-use crate::decide::set::{Action, Decision, Input, Outcome, Page};
-use crate::decide::{self, Reason};
+use crate::decide::set::{Action, Decision, Input, Outcome, Pace, Page};
 use crate::ratelimit::BULK_HORIZON;
 use fnf::{Account, ErrorKind, ListRequest};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A page of ListExecutions: within both the documented [1, 100] and the SDKs' "1–99".
@@ -31,16 +28,12 @@ const PAGE: u32 = 99;
 /// ExecutionStops created at the same time.
 const CREATES_IN_FLIGHT: usize = 16;
 
-/// While a set is Stopping, its counts are written at most this often: a set of 1,000 is
-/// not rewritten on each child's every step. Phase changes are written at once.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
 pub struct SetContext {
     pub base: Arc<Context>,
     /// The ExecutionStops the operator watches, for counting a set's children.
     pub children: Store<ExecutionStop>,
-    /// When each set's progress (by uid) was last written.
-    pub progress_written: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// When each set's progress (by uid) was last written (`decide::set::pace`).
+    pub progress_written: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl SetContext {
@@ -49,33 +42,6 @@ impl SetContext {
             base,
             children,
             progress_written: Default::default(),
-        }
-    }
-
-    /// How long to hold back a progress-only write of this set, if at all.
-    fn hold_back(
-        &self,
-        uid: &str,
-        old: Option<SetPhase>,
-        new: Option<SetPhase>,
-    ) -> Option<Duration> {
-        let mut written = self
-            .progress_written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if !(old == Some(SetPhase::Stopping) && new == Some(SetPhase::Stopping)) {
-            written.remove(uid);
-            return None;
-        }
-        let now = Instant::now();
-        match written.get(uid) {
-            Some(at) if now.duration_since(*at) < PROGRESS_EVERY => {
-                Some(PROGRESS_EVERY - now.duration_since(*at))
-            }
-            _ => {
-                written.insert(uid.to_string(), now);
-                None
-            }
         }
     }
 }
@@ -90,34 +56,29 @@ pub fn child_name(set: &str, execution: &str) -> String {
     format!("{set}-{hex}")
 }
 
+/// The set's children in the cache: their counts by phase, and their executions' names.
 fn children(
     store: &Store<ExecutionStop>,
     set: &ExecutionStopSet,
 ) -> (ChildCounts, BTreeSet<String>) {
-    let mut counts = ChildCounts::default();
-    let mut names = BTreeSet::new();
-    for c in store.state().iter().filter(|c| is_child(set, c)) {
-        names.insert(c.spec.execution_name.clone());
-        counts.total += 1;
-        match c.status.as_ref().and_then(|s| s.phase) {
-            None | Some(Phase::Pending) => counts.pending += 1,
-            Some(Phase::Stopping) => counts.stopping += 1,
-            Some(Phase::Retrying) => counts.retrying += 1,
-            Some(Phase::Stopped) => counts.stopped += 1,
-            Some(Phase::AlreadyFinished) => counts.already_finished += 1,
-            Some(Phase::Failed) => counts.failed += 1,
-        }
-    }
+    let kids: Vec<_> = store
+        .state()
+        .into_iter()
+        .filter(|c| is_child(set, c))
+        .collect();
+    let counts = crate::decide::set::count(
+        kids.iter()
+            .map(|c| c.status.as_ref().and_then(|s| s.phase.as_ref())),
+    );
+    let names = kids.iter().map(|c| c.spec.execution_name.clone()).collect();
     (counts, names)
 }
 
 struct Pass<'a> {
     ctx: &'a SetContext,
-    api: Api<ExecutionStopSet>,
     obj: &'a ExecutionStopSet,
     status: ExecutionStopSetStatus,
-    stored: Option<ExecutionStopSetStatus>,
-    resource_version: String,
+    stored: Stored<ExecutionStopSet, ExecutionStopSetStatus>,
     account: Option<(Account, Option<String>)>,
     /// What the ExecutionStopPolicies say of this set, as of the start of the pass.
     verdict: Verdict,
@@ -126,74 +87,25 @@ struct Pass<'a> {
 impl Pass<'_> {
     fn decide(&self, observed: &Outcome) -> Decision {
         let (counts, existing) = children(&self.ctx.children, self.obj);
-        let credentials = match &self.account {
-            None => decide::Credentials::Unread,
-            Some((_, None)) => decide::Credentials::Operator,
-            Some((_, Some(v))) => decide::Credentials::Secret(v),
-        };
-        decide::set::decide(&Input {
+        crate::decide::set::decide(&Input {
             spec: &self.obj.spec,
             status: &self.status,
             generation: self.obj.metadata.generation.unwrap_or(1),
-            credentials,
+            credentials: shell::credentials(&self.account),
             outcome: observed,
             children: &counts,
             existing: &existing,
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
-            policy: &self.ctx.base.policy,
+            tuning: &self.ctx.base.tuning,
             verdict: &self.verdict,
         })
     }
 
     async fn write(&mut self) -> Result<(), Error> {
-        if self.stored.as_ref() == Some(&self.status) {
-            return Ok(());
-        }
-        let patch = serde_json::json!({
-            "apiVersion": "flowstop.dev/v1alpha1",
-            "kind": "ExecutionStopSet",
-            "metadata": {"resourceVersion": self.resource_version},
-            "status": &self.status,
-        });
-        match self
-            .api
-            .patch_status(
-                &self.obj.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
+        self.stored
+            .write(&self.status, &self.ctx.base.metrics)
             .await
-        {
-            Ok(o) => {
-                self.ctx.base.metrics.status_written();
-                self.resource_version = o.resource_version().unwrap_or_default();
-                self.stored = Some(self.status.clone());
-                Ok(())
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Conflict),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn publish(&self, (warning, reason, note): (bool, Reason, String)) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.as_str().into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "StopExecutions".into(),
-            secondary: None,
-        };
-        let (recorder, reference) = (self.ctx.base.recorder.clone(), self.obj.object_ref(&()));
-        tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &reference).await {
-                tracing::warn!(error = %e, "cannot publish event");
-            }
-        });
     }
 
     async fn read_credentials(&mut self) -> Result<Outcome, Error> {
@@ -204,9 +116,7 @@ impl Pass<'_> {
                     self.account = Some(account);
                     Outcome::Nothing
                 }
-                Err(NoAccount::Unusable(m)) => Outcome::Unusable(m),
-                Err(NoAccount::NotAllowed(m)) => Outcome::EndpointNotAllowed(m),
-                Err(NoAccount::Missing(m)) => Outcome::NoCredentials(m),
+                Err(cannot) => Outcome::Cannot(cannot),
             },
         )
     }
@@ -359,11 +269,9 @@ pub async fn reconcile(
         .await?;
     let mut pass = Pass {
         ctx: &ctx,
-        api,
         obj: &obj,
         status: obj.status.clone().unwrap_or_default(),
-        stored: obj.status.clone(),
-        resource_version: obj.resource_version().unwrap_or_default(),
+        stored: Stored::new(api, &obj, obj.status.clone()),
         account: None,
         verdict,
     };
@@ -372,10 +280,10 @@ pub async fn reconcile(
     let then = loop {
         let d = pass.decide(&observed);
         pass.status = d.status;
-        if d.event.as_ref().is_some_and(|e| e.1 == Reason::Forbidden) {
+        if d.events.iter().any(|e| e.reason == Reason::Forbidden) {
             ctx.base.metrics.denied("ExecutionStopSet");
         }
-        events.extend(d.event);
+        events.extend(d.events);
         observed = match d.action {
             Action::Done => break controller::Action::await_change(),
             Action::Wait(w) => break controller::Action::requeue(w),
@@ -396,18 +304,44 @@ pub async fn reconcile(
         };
     };
     let uid = obj.metadata.uid.as_deref().unwrap_or_default();
-    let old = pass.stored.as_ref().and_then(|s| s.phase);
-    if let Some(wait) = ctx.hold_back(uid, old, pass.status.phase) {
+    let now = Timestamp::now();
+    let stored = pass.stored.status().and_then(|s| s.phase);
+    let last = ctx.progress(uid, None);
+    let then = match crate::decide::set::pace(stored, pass.status.phase, last, now) {
         // Progress only: written on the next pass, at most a second from now.
-        ctx.base.metrics.reconciled("ok");
-        return Ok(controller::Action::requeue(wait));
-    }
-    pass.write().await?;
-    for e in events {
-        pass.publish(e);
+        Pace::Hold(wait) => controller::Action::requeue(wait),
+        Pace::Write { progress } => {
+            pass.write().await?;
+            ctx.progress(uid, Some(progress.then_some(now)));
+            then
+        }
+    };
+    for event in events {
+        shell::publish(&ctx.base.recorder, &*obj, event, "StopExecutions");
     }
     ctx.base.metrics.reconciled("ok");
     Ok(then)
+}
+
+impl SetContext {
+    /// When this set's progress was last written; with `record`, first sets it (a time)
+    /// or forgets it (`None`: the last write was not progress only).
+    fn progress(&self, uid: &str, record: Option<Option<Timestamp>>) -> Option<Timestamp> {
+        let mut written = self
+            .progress_written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match record {
+            Some(Some(at)) => {
+                written.insert(uid.to_string(), at);
+            }
+            Some(None) => {
+                written.remove(uid);
+            }
+            None => {}
+        }
+        written.get(uid).copied()
+    }
 }
 
 pub fn error_policy(
@@ -415,10 +349,5 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<SetContext>,
 ) -> controller::Action {
-    ctx.base.metrics.reconciled(error.category());
-    tracing::warn!(name = obj.name_any(), namespace = obj.namespace(), %error, "reconcile failed");
-    match error {
-        Error::Conflict => controller::Action::requeue(Duration::from_millis(200)),
-        Error::Kube(_) => controller::Action::requeue(Duration::from_secs(5)),
-    }
+    shell::error_policy(&*obj, error, &ctx.base.metrics)
 }

@@ -10,9 +10,9 @@
 
 use crate::connect::Kube;
 use crate::text::safe;
-use flowstop::crd::ExecutionStop;
-use flowstop::crd::set::ExecutionStopSet;
-use flowstop::exit;
+use flowstop_api::ExecutionStop;
+use flowstop_api::exit;
+use flowstop_api::set::ExecutionStopSet;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
 use kube::{Resource, ResourceExt};
 use std::fmt::Debug;

@@ -32,6 +32,56 @@ pub struct Kube {
     pub server: String,
 }
 
+impl Kube {
+    /// An API error from `verb` on `resource` (plural.group), explained to the user of
+    /// this connection.
+    pub fn api_problem(
+        &self,
+        verb: &str,
+        resource: &str,
+        name: Option<&str>,
+        e: kube::Error,
+    ) -> Problem {
+        let ns = &self.namespace;
+        let message = match &e {
+            kube::Error::Api(s) if s.code == 403 => format!(
+                "RBAC refused: {} may not {verb} {resource} in namespace {ns} ({}); ask for a Role with verb {verb:?} on {resource}",
+                self.user, s.message
+            ),
+            // The API server's words when no such resource type is served: a plain 404 page
+            // for a group it does not know, "could not find the requested resource" for a
+            // resource missing from a group it does.
+            kube::Error::Api(s)
+                if s.code == 404
+                    && (s.message.contains("404 page not found")
+                        || s.message.contains("could not find the requested resource")) =>
+            {
+                format!(
+                    "the cluster at {} does not serve {resource}: is flowstop installed? (kubectl apply -f crds/, or install the Helm chart)",
+                    self.server
+                )
+            }
+            // Anything else not found names itself (the object, or the namespace).
+            kube::Error::Api(s) if s.code == 404 => format!("{} (namespace {ns})", s.message),
+            kube::Error::Api(s) if s.code == 409 => format!(
+                "{}/{} already exists in namespace {ns}: choose another --name, or look at it with kubectl flowstop describe {}",
+                resource.split('.').next().unwrap_or(resource),
+                name.unwrap_or_default(),
+                name.unwrap_or_default()
+            ),
+            kube::Error::Api(s) if s.code == 422 => {
+                return Problem::usage(format!("the cluster refused the request: {}", s.message));
+            }
+            kube::Error::Api(s) => format!("{verb} {resource}: {} ({})", s.message, s.code),
+            other => format!(
+                "cannot reach the cluster at {}: {other} (check --kubeconfig and --context)",
+                self.server
+            ),
+        };
+        Problem::error(message)
+    }
+}
+
 pub async fn connect(a: &KubeArgs) -> Result<Kube, Problem> {
     let options = KubeConfigOptions {
         context: a.context.clone(),

@@ -12,7 +12,7 @@ mod text;
 mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use flowstop::exit;
+use flowstop_api::exit;
 use problem::Problem;
 
 const EXIT_CODES: &str = "Exit codes:

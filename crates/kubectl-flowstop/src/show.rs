@@ -4,9 +4,9 @@ use crate::connect::Kube;
 use crate::problem::Problem;
 use crate::text::{safe, safe_json, safe_yaml};
 use clap::{Args, ValueEnum};
-use flowstop::crd::ExecutionStop;
-use flowstop::crd::set::{ExecutionStopSet, SetPhase};
-use flowstop::exit;
+use flowstop_api::ExecutionStop;
+use flowstop_api::exit;
+use flowstop_api::set::{ExecutionStopSet, SetPhase};
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
@@ -135,7 +135,7 @@ where
     api.list(&ListParams::default())
         .await
         .map(|l| l.items)
-        .map_err(|e| Problem::api(k, "list", resource, None, e))
+        .map_err(|e| k.api_problem("list", resource, None, e))
 }
 
 /// The objects as they are (a program reading them gets the same values), but with no
@@ -183,7 +183,7 @@ pub async fn describe(k: &Kube, a: DescribeArgs) -> Result<i32, Problem> {
     let found = stops
         .get_opt(&a.name)
         .await
-        .map_err(|e| Problem::api(k, "get", "executionstops.flowstop.dev", Some(&a.name), e))?;
+        .map_err(|e| k.api_problem("get", "executionstops.flowstop.dev", Some(&a.name), e))?;
     let kind = if let Some(o) = found {
         let s = o.status.clone().unwrap_or_default();
         println!(
@@ -216,7 +216,7 @@ pub async fn describe(k: &Kube, a: DescribeArgs) -> Result<i32, Problem> {
     } else {
         let sets: Api<ExecutionStopSet> = Api::namespaced(k.client.clone(), &k.namespace);
         let Some(o) = sets.get_opt(&a.name).await.map_err(|e| {
-            Problem::api(k, "get", "executionstopsets.flowstop.dev", Some(&a.name), e)
+            k.api_problem("get", "executionstopsets.flowstop.dev", Some(&a.name), e)
         })?
         else {
             return Err(Problem::error(format!(
@@ -288,7 +288,7 @@ pub async fn describe(k: &Kube, a: DescribeArgs) -> Result<i32, Problem> {
     Ok(exit::STOPPED)
 }
 
-fn last_error(e: Option<&flowstop::crd::LastError>) {
+fn last_error(e: Option<&flowstop_api::LastError>) {
     if let Some(e) = e {
         let status = e
             .http_status

@@ -7,12 +7,12 @@ use crate::problem::Problem;
 use crate::text::safe;
 use crate::watch::{Follow, Stopped};
 use clap::Args;
-use flowstop::crd::set::{
+use flowstop_api::set::{
     ExecutionStopSet, ExecutionStopSetSpec, ExecutionStopSetStatus, SET_LABEL, Selector,
     SelectorStatus, SetPhase,
 };
-use flowstop::crd::{ExecutionStop, ExecutionStopSpec, ExecutionStopStatus, Phase, SecretRef};
-use flowstop::exit;
+use flowstop_api::{ExecutionStop, ExecutionStopSpec, ExecutionStopStatus, Phase, SecretRef};
+use flowstop_api::{condition, exit};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -193,7 +193,7 @@ async fn single(k: &Kube, a: &StopArgs, execution: String, made: &Made) -> Resul
     let created = made
         .create(&api, &obj, Kind::Stop)
         .await
-        .map_err(|e| Problem::api(k, "create", resource, a.name.as_deref(), e))?;
+        .map_err(|e| k.api_problem("create", resource, a.name.as_deref(), e))?;
     let name = created.name_any();
     println!(
         "executionstop/{} created (flow {}, execution {})",
@@ -264,17 +264,17 @@ fn transition(s: &ExecutionStopStatus) -> String {
 }
 
 fn ready_text(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> String {
-    conditions.iter().find(|c| c.type_ == "Ready").map_or(
-        "no status yet (is the operator running?)".into(),
-        |c| {
+    conditions
+        .iter()
+        .find(|c| c.type_ == condition::READY)
+        .map_or("no status yet (is the operator running?)".into(), |c| {
             format!(
                 "Ready={} {}: {}",
                 safe(&c.status),
                 safe(&c.reason),
                 safe(&c.message)
             )
-        },
-    )
+        })
 }
 
 /// The exit code once final, with the one-line summary.
@@ -348,7 +348,7 @@ async fn set(k: &Kube, a: &StopArgs, made: &Made) -> Result<i32, Problem> {
     let created = made
         .create(&api, &obj, Kind::Set)
         .await
-        .map_err(|e| Problem::api(k, "create", resource, a.name.as_deref(), e))?;
+        .map_err(|e| k.api_problem("create", resource, a.name.as_deref(), e))?;
     let name = created.name_any();
     let uid = created.metadata.uid.clone().unwrap_or_default();
     println!(
@@ -374,7 +374,7 @@ async fn set(k: &Kube, a: &StopArgs, made: &Made) -> Result<i32, Problem> {
         &Patch::Merge(serde_json::json!({"spec": {"dryRun": false}})),
     )
     .await
-    .map_err(|e| Problem::api(k, "patch", resource, Some(&name), e))?;
+    .map_err(|e| k.api_problem("patch", resource, Some(&name), e))?;
     println!(
         "stopping {matched} executions (executionstopset/{})",
         safe(&name)
@@ -501,7 +501,7 @@ impl Waiting<'_> {
     async fn next(
         &self,
         follow: &mut Follow<ExecutionStopSet>,
-        status: Option<&flowstop::crd::set::ExecutionStopSetStatus>,
+        status: Option<&flowstop_api::set::ExecutionStopSetStatus>,
     ) -> Result<ExecutionStopSet, Problem> {
         let name = self.name;
         follow.next(self.deadline).await.map_err(|e| match e {
@@ -528,7 +528,7 @@ fn set_outcome(name: &str, s: &ExecutionStopSetStatus) -> i32 {
     let reason = s
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == condition::READY)
         .map(|c| (c.reason.clone(), c.message.clone()))
         .unwrap_or_default();
     println!(
@@ -599,7 +599,7 @@ impl Progress {
         }
     }
 
-    fn show(&mut self, c: &flowstop::crd::set::ChildCounts, done: bool) {
+    fn show(&mut self, c: &flowstop_api::set::ChildCounts, done: bool) {
         let text = format!(
             "{}/{} final: {} stopped, {} already finished, {} failed",
             c.finals(),

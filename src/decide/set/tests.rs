@@ -76,13 +76,13 @@ impl Case {
             existing: &self.existing,
             now: t(self.now),
             jitter: 0.5,
-            policy: &POLICY,
+            tuning: &TUNING,
             verdict: &self.verdict,
         }
     }
 }
 
-static POLICY: std::sync::LazyLock<Policy> = std::sync::LazyLock::new(Policy::default);
+static TUNING: std::sync::LazyLock<Tuning> = std::sync::LazyLock::new(Tuning::default);
 
 fn ready(s: &ExecutionStopSetStatus) -> (String, String) {
     let c = s
@@ -156,8 +156,12 @@ fn a_dry_run_reports_the_count_and_first_names_and_is_ready() {
     assert_eq!(s.first_matches, names(10));
     assert_eq!(ready(s), ("True".into(), "Previewed".into()));
     assert_eq!(condition(s, "Reconciling"), "False");
-    assert_eq!(d.action, Action::Wait(Policy::default().preview_refresh));
-    assert!(d.event.is_some_and(|e| !e.0 && e.1 == Reason::Previewed));
+    assert_eq!(d.action, Action::Wait(Tuning::default().preview_refresh));
+    assert!(
+        d.events
+            .iter()
+            .any(|e| !e.warning && e.reason == Reason::Previewed)
+    );
 }
 
 #[test]
@@ -396,9 +400,9 @@ fn a_listing_past_maxcount_fails_before_anything_is_created_even_over_pages() {
 
 #[test]
 fn an_endpoint_that_never_ends_its_listing_fails_the_set() {
-    let policy = Policy {
+    let tuning = Tuning {
         list_page_limit: 3,
-        ..Policy::default()
+        ..Tuning::default()
     };
     let mut c = Case::new(spec(true, 10), Outcome::Nothing);
     let mut tokens = ["t1", "t2", "t3"].into_iter();
@@ -406,7 +410,7 @@ fn an_endpoint_that_never_ends_its_listing_fails_the_set() {
     for _ in 0..3 {
         c.outcome = page(vec![], tokens.next());
         let mut input = c.input();
-        input.policy = &policy;
+        input.tuning = &tuning;
         last = Some(decide(&input));
         c.status = last.clone().unwrap().status;
     }
@@ -454,8 +458,12 @@ fn a_name_taken_by_a_stranger_is_reported_and_never_counted() {
         "the stranger is not padded in"
     );
     assert_eq!(d.status.phase, Some(SetPhase::Stopping));
-    let (warning, reason, note) = d.event.clone().unwrap();
-    assert!(warning || reason == Reason::Stopping, "{reason:?}");
+    let taken = d
+        .events
+        .iter()
+        .find(|e| e.reason == Reason::NameTaken)
+        .expect("a NameTaken Event when the name is found taken");
+    assert!(taken.warning && taken.note.contains("e01"), "{taken:?}");
     c.status = d.status;
     c.outcome = Outcome::Nothing;
     c.children = counts(2, 0, 0, 0);
@@ -464,7 +472,6 @@ fn a_name_taken_by_a_stranger_is_reported_and_never_counted() {
     assert_eq!(ready(&d.status), ("False".into(), "NameTaken".into()));
     let msg = &d.status.conditions[0].message;
     assert!(msg.contains("e01") && msg.contains("not stopped"), "{msg}");
-    let _ = note;
 }
 
 #[test]
@@ -559,14 +566,11 @@ fn a_retryable_listing_error_backs_off_then_gives_up() {
     assert_eq!(d.status.list_attempts, 1);
     assert!(d.status.next_attempt_time.is_some());
     assert_eq!(ready(&d.status).1, "Retrying");
-    assert!(
-        d.event.as_ref().is_some_and(|e| e.0),
-        "a retry is a Warning"
-    );
+    assert!(d.events.iter().any(|e| e.warning), "a retry is a Warning");
     // Every retry is an Event, even with nothing else changed.
     c.status = d.status;
-    assert!(c.run().event.is_some());
-    c.status.list_attempts = Policy::default().max_attempts - 1;
+    assert!(!c.run().events.is_empty());
+    c.status.list_attempts = Tuning::default().max_attempts - 1;
     let d = c.run();
     assert_eq!(d.status.phase, Some(SetPhase::Failed));
     assert_eq!(ready(&d.status).1, "RetriesExhausted");
@@ -595,7 +599,7 @@ fn a_missing_flow_fails_with_the_services_code() {
 fn a_refused_endpoint_fails_without_listing() {
     let d = Case::new(
         spec(false, 5),
-        Outcome::EndpointNotAllowed("spec.endpoint host x".into()),
+        Outcome::Cannot(Cannot::EndpointNotAllowed("spec.endpoint host x".into())),
     )
     .run();
     assert_eq!(d.action, Action::Done);
@@ -608,17 +612,17 @@ fn an_unchanged_phase_and_reason_make_no_event() {
     c.status = live(3);
     c.children = counts(1, 0, 0, 2);
     let first = c.run();
-    assert!(first.event.is_some());
+    assert!(!first.events.is_empty());
     c.status = first.status;
     c.children = counts(2, 0, 0, 1);
-    assert_eq!(c.run().event, None, "progress alone is not an Event");
+    assert!(c.run().events.is_empty(), "progress alone is not an Event");
 }
 
 #[test]
 fn a_missing_secret_is_looked_for_again_and_a_set_that_gave_up_stays_put() {
     let mut c = Case::new(
         spec(false, 5),
-        Outcome::NoCredentials("Secret creds not found".into()),
+        Outcome::Cannot(Cannot::NoCredentials("Secret creds not found".into())),
     );
     c.status = live(0);
     c.status.snapshot_complete = false;
@@ -631,7 +635,7 @@ fn a_missing_secret_is_looked_for_again_and_a_set_that_gave_up_stays_put() {
         matches!(c.run().action, Action::List { .. }),
         "the Secret may have come"
     );
-    c.status.list_attempts = Policy::default().max_attempts - 1;
+    c.status.list_attempts = Tuning::default().max_attempts - 1;
     c.outcome = Outcome::Listed(Err(FnfError::Timeout("t".into())));
     let d = c.run();
     assert_eq!(ready(&d.status).1, "RetriesExhausted");
@@ -662,7 +666,7 @@ fn a_rejected_listing_is_tried_again_when_the_secret_changes_and_not_before() {
     assert_eq!(d.status.rejected_credentials_version.as_deref(), Some("v1"));
     assert_eq!(
         d.action,
-        Action::Wait(Policy::default().credentials_recheck)
+        Action::Wait(Tuning::default().credentials_recheck)
     );
     let l = d.status.last_error.clone().unwrap();
     assert_eq!(
@@ -686,7 +690,7 @@ fn a_rejected_listing_is_tried_again_when_the_secret_changes_and_not_before() {
         "unchanged: no listing"
     );
     assert_eq!(same.status, c.status);
-    c.outcome = Outcome::NoCredentials("Secret creds not found".into());
+    c.outcome = Outcome::Cannot(Cannot::NoCredentials("Secret creds not found".into()));
     assert_eq!(c.run().status, c.status, "a deleted Secret changes nothing");
 
     c.outcome = Outcome::Nothing;
@@ -719,7 +723,7 @@ fn a_rejected_live_set_lists_its_snapshot_again_after_the_retry_time() {
     );
     c.status = d.status;
     c.outcome = Outcome::Nothing;
-    // Policy::default(): credentials_retry is an hour, so nothing within it.
+    // Tuning::default(): credentials_retry is an hour, so nothing within it.
     c.now = "59:59";
     assert!(matches!(c.run().action, Action::Wait(_)));
     assert_eq!(c.run().status, c.status);
@@ -751,7 +755,7 @@ fn a_set_the_policies_refuse_lists_nothing_until_they_allow_it() {
     let mut c = Case::new(spec(false, 5), Outcome::Nothing);
     c.verdict = Verdict::Denied("no ExecutionStopPolicy selects namespace ns".into());
     let d = c.run();
-    assert_eq!(d.action, Action::Wait(Policy::default().policy_recheck));
+    assert_eq!(d.action, Action::Wait(Tuning::default().policy_recheck));
     assert_eq!(
         d.status.phase,
         Some(SetPhase::Pending),
@@ -766,9 +770,9 @@ fn a_set_the_policies_refuse_lists_nothing_until_they_allow_it() {
         .snapshot_time
         .clone()
         .expect("recorded at going live");
-    let e = d.event.clone().unwrap();
-    assert!(e.0, "a Warning");
-    assert_eq!(e.1, Reason::Forbidden);
+    let e = d.events[0].clone();
+    assert!(e.warning, "a Warning");
+    assert_eq!(e.reason, Reason::Forbidden);
     c.status = d.status;
     assert_eq!(
         c.run().status,
@@ -799,7 +803,7 @@ fn a_set_that_gave_up_and_is_refused_lists_nothing_when_flipped_live() {
         spec(true, 5),
         Outcome::Listed(Err(FnfError::Timeout("t".into()))),
     );
-    c.status.list_attempts = Policy::default().max_attempts - 1;
+    c.status.list_attempts = Tuning::default().max_attempts - 1;
     let gave_up = c.run();
     assert_eq!(ready(&gave_up.status).1, "RetriesExhausted");
     let mut c = Case::new(spec(false, 5), Outcome::Nothing);
@@ -858,10 +862,10 @@ fn a_throttled_listing_is_not_an_attempt_and_gives_up_only_after_the_throttle_li
     let mut c = Case::new(spec(false, 5), throttled());
     c.status = live(0);
     c.status.snapshot_complete = false;
-    c.status.list_attempts = Policy::default().max_attempts - 1;
+    c.status.list_attempts = Tuning::default().max_attempts - 1;
     let d = c.run();
-    assert_eq!(d.action, Action::Wait(Policy::default().throttle_retry));
-    assert_eq!(d.status.list_attempts, Policy::default().max_attempts - 1);
+    assert_eq!(d.action, Action::Wait(Tuning::default().throttle_retry));
+    assert_eq!(d.status.list_attempts, Tuning::default().max_attempts - 1);
     assert_eq!(d.status.throttled_since, Some(second(t("00:00"))));
     assert_eq!(ready(&d.status).1, "Retrying");
     c.status = d.status;
@@ -877,4 +881,59 @@ fn a_throttled_listing_is_not_an_attempt_and_gives_up_only_after_the_throttle_li
     c.status.snapshot_complete = false;
     c.status.throttled_since = Some(second(t("00:00")));
     assert_eq!(c.run().status.throttled_since, None);
+}
+
+#[test]
+fn progress_writes_are_paced_and_phase_changes_are_not() {
+    let stopping = Some(SetPhase::Stopping);
+    let at = |s: &str| Some(t(s));
+    assert_eq!(
+        pace(stopping, stopping, None, t("00:00")),
+        Pace::Write { progress: true }
+    );
+    let now: Timestamp = "2024-01-01T00:00:00.400Z".parse().unwrap();
+    assert_eq!(
+        pace(stopping, stopping, at("00:00"), now),
+        Pace::Hold(Duration::from_millis(600))
+    );
+    assert_eq!(
+        pace(stopping, stopping, at("00:00"), t("00:01")),
+        Pace::Write { progress: true }
+    );
+    assert_eq!(
+        pace(stopping, Some(SetPhase::Completed), at("00:00"), now),
+        Pace::Write { progress: false },
+        "a phase change is written at once"
+    );
+    assert_eq!(
+        pace(Some(SetPhase::Listing), stopping, at("00:00"), now),
+        Pace::Write { progress: false }
+    );
+}
+
+#[test]
+fn children_are_counted_by_phase() {
+    let phases = [
+        None,
+        Some(Phase::Pending),
+        Some(Phase::Stopping),
+        Some(Phase::Retrying),
+        Some(Phase::Stopped),
+        Some(Phase::Stopped),
+        Some(Phase::AlreadyFinished),
+        Some(Phase::Failed),
+    ];
+    let c = count(phases.iter().map(Option::as_ref));
+    assert_eq!(
+        c,
+        ChildCounts {
+            total: 8,
+            pending: 2,
+            stopping: 1,
+            retrying: 1,
+            stopped: 2,
+            already_finished: 1,
+            failed: 1,
+        }
+    );
 }

@@ -1,5 +1,5 @@
 //! The `ExecutionStopPolicy` resource: which namespaces may stop which flows. Types only;
-//! what a policy allows is decided in `decide::policy`.
+//! what a policy allows is decided in the operator's `decide::policy`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};

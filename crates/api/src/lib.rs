@@ -1,14 +1,25 @@
-//! The `ExecutionStop` resource: spec and status types only. `crds/` is generated from
-//! these (`flowstop crd`) and a test fails when it drifts.
+//! flowstop's API, shared by the operator and the kubectl plugin: the ExecutionStop,
+//! ExecutionStopSet (`set`) and ExecutionStopPolicy (`policy`) types with their status, the
+//! condition types, the set-child relation ([`set::owner_set`], [`set::is_child`]), the exit
+//! codes and the CRDs. `crds/` is generated from these (`flowstop crd`) and a test fails when
+//! it drifts. Types only: what to do with them is decided in the operator's `decide`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod exit;
 pub mod policy;
 pub mod set;
 pub use set::{ExecutionStopSet, ExecutionStopSetSpec, ExecutionStopSetStatus};
+
+/// Condition types, as kstatus and `kubectl wait` read them.
+pub mod condition {
+    pub const READY: &str = "Ready";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const STALLED: &str = "Stalled";
+}
 
 /// Stop one running Serverless Workflow execution. The object is a one-shot request and
 /// a receipt: the operator calls StopExecution at most as often as its retry policy
@@ -309,9 +320,18 @@ mod tests {
     fn checked_in_crd_matches_the_types() {
         let checked_in = format!(
             "{}---\n{}---\n{}",
-            include_str!("../crds/executionstop.yaml"),
-            include_str!("../crds/executionstopset.yaml"),
-            include_str!("../crds/executionstoppolicy.yaml")
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../crds/executionstop.yaml"
+            )),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../crds/executionstopset.yaml"
+            )),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../crds/executionstoppolicy.yaml"
+            ))
         );
         assert!(
             super::crd_yaml() == checked_in,
