@@ -10,9 +10,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Share of the configured rate actually used.
-const MARGIN: f64 = 1.0;
-
 /// How much later than our first call the service's bucket may start (see `reserve`).
 const ANCHOR_SLACK: Duration = Duration::from_millis(30);
 
@@ -68,20 +65,22 @@ impl RateLimiter {
         }
     }
 
-    /// How long the caller must wait before its call, having reserved a slot.
-    ///
-    /// The service's bucket starts when our first call *arrives*, and later calls can
-    /// arrive faster than the first (no connection to set up). So our refill starts
-    /// `ANCHOR_SLACK` after the first call: a few milliseconds once, instead of a 429 for
-    /// every call at the edge of the quota.
-    pub fn reserve(&self, key: &str, now: Instant) -> Duration {
+    /// `reserve_within` with no horizon (tests).
+    #[cfg(test)]
+    fn reserve(&self, key: &str, now: Instant) -> Duration {
         match self.reserve_within(key, now, None) {
             Ok(wait) | Err(wait) => wait,
         }
     }
 
-    /// As `reserve`, but only if the slot is at most `horizon` away. Otherwise nothing
-    /// is booked and the answer is how long until such a slot may be free.
+    /// Reserves the next free slot if it is at most `horizon` away (any, without one) and
+    /// says how long the caller must wait for it. Otherwise nothing is booked and the answer
+    /// is how long until such a slot may be free.
+    ///
+    /// The service's bucket starts when our first call *arrives*, and later calls can
+    /// arrive faster than the first (no connection to set up). So our refill starts
+    /// `ANCHOR_SLACK` after the first call: a few milliseconds once, instead of a 429 for
+    /// every call at the edge of the quota.
     pub fn reserve_within(
         &self,
         key: &str,
@@ -99,7 +98,7 @@ impl RateLimiter {
         }
         let b = buckets.by_key.entry(key.to_string()).or_insert(Bucket {
             tokens: self.limit.burst,
-            rate: self.limit.per_second * MARGIN,
+            rate: self.limit.per_second,
             last: now + ANCHOR_SLACK,
         });
         // Before `last` (the anchor, at first) nothing refills.
@@ -156,7 +155,7 @@ impl RateLimiter {
     pub fn throttled(&self, key: &str) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = buckets.by_key.get_mut(key) {
-            b.rate = (b.rate * 0.95).max(self.limit.per_second * MARGIN / 10.0);
+            b.rate = (b.rate * 0.95).max(self.limit.per_second / 10.0);
             b.tokens = b.tokens.min(0.0);
         }
     }
@@ -165,11 +164,12 @@ impl RateLimiter {
     pub fn succeeded(&self, key: &str) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = buckets.by_key.get_mut(key) {
-            b.rate = (b.rate + self.limit.per_second / 20.0).min(self.limit.per_second * MARGIN);
+            b.rate = (b.rate + self.limit.per_second / 20.0).min(self.limit.per_second);
         }
     }
 
-    pub fn rate(&self, key: &str) -> Option<f64> {
+    #[cfg(test)]
+    fn rate(&self, key: &str) -> Option<f64> {
         self.buckets
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -43,6 +43,9 @@ pub struct Tuning {
     pub throttle_limit: Duration,
     /// Pages one ExecutionStopSet listing may take before it is taken for endless.
     pub list_page_limit: u32,
+    /// fnf calls one pass over an ExecutionStop may make before it goes back in the queue,
+    /// so a slow object cannot keep a worker from the others.
+    pub calls_per_pass: u32,
 }
 
 impl Default for Tuning {
@@ -60,6 +63,7 @@ impl Default for Tuning {
             policy_recheck: Duration::from_secs(30),
             throttle_limit: Duration::from_secs(1800),
             list_page_limit: 1000,
+            calls_per_pass: 4,
         }
     }
 }
@@ -148,6 +152,14 @@ pub struct Decision {
     pub retry: bool,
 }
 
+/// Whether a pass that has made `calls` fnf calls hands `action` to the next pass instead.
+/// The shell then records no attempt for a StopExecution (the next pass decides it again)
+/// and keeps the status decided with a DescribeExecution (it holds the last answer).
+pub fn yields(calls: u32, action: &Action, tuning: &Tuning) -> bool {
+    calls >= tuning.calls_per_pass
+        && matches!(action, Action::Stop { .. } | Action::Describe { .. })
+}
+
 /// Full-jitter exponential backoff after `attempts` failed attempts.
 pub fn backoff(tuning: &Tuning, attempts: u32, jitter: f64) -> Duration {
     let exp = tuning
@@ -187,132 +199,16 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::Cannot(Cannot::NoCredentials(_)) if s.rejected_credentials_version.is_some() => {
             (Action::Wait(i.tuning.credentials_recheck), None)
         }
-        Outcome::Cannot(Cannot::NoCredentials(message)) => {
-            s.last_error = Some(LastError {
-                code: Reason::CredentialsNotFound.as_str().into(),
-                message: printable(message, 1024),
-                http_status: None,
-                request_id: None,
-                retryable: true,
-            });
-            set_phase(
-                &mut s,
-                Phase::Pending,
-                Reason::CredentialsNotFound,
-                message,
-                i.generation,
-                i.now,
-            );
-            // Poll slowly for a Secret that may never come: a quarter of the object's age.
-            let age = until(i.created, i.now);
-            (
-                Action::Wait((age / 4).clamp(Duration::from_secs(2), Duration::from_secs(300))),
-                Some(Reason::CredentialsNotFound),
-            )
-        }
+        Outcome::Cannot(Cannot::NoCredentials(message)) => no_credentials(i, &mut s, message),
         Outcome::Cannot(Cannot::Unusable(message)) => {
             refused(i, &mut s, Reason::InvalidRequest, message)
         }
         Outcome::Cannot(Cannot::EndpointNotAllowed(message)) => {
             refused(i, &mut s, Reason::EndpointNotAllowed, message)
         }
-        Outcome::Stop(Ok(e)) => {
-            // Our call was answered: it is the one that counts.
-            s.throttled_since = None;
-            let attempt = s.pending_request_id.take();
-            s.unconfirmed_request_id = None;
-            s.request_id = e
-                .request_id
-                .as_deref()
-                .map(|r| printable(r, 128))
-                .or(attempt);
-            s.execution = Some(execution_info(e));
-            s.last_error = None;
-            s.next_attempt_time = None;
-            if e.status == ExecutionStatus::Stopped {
-                stopped(i, &mut s)
-            } else if e.status.is_final() {
-                finished(i, &mut s, e)
-            } else {
-                let msg = format!("StopExecution accepted (status {}); confirming", e.status);
-                confirming(i, &mut s, &msg, i.tuning.describe_wait)
-            }
-        }
-        Outcome::Stop(Err(e)) => {
-            if e.kind() != ErrorKind::Throttled {
-                s.throttled_since = None;
-            }
-            let attempt = s.pending_request_id.take();
-            if e.outcome_unknown() {
-                // The call may have reached the service and stopped the execution.
-                s.unconfirmed_request_id = attempt.or(s.unconfirmed_request_id.take());
-            }
-            s.last_error = Some(last_error(e));
-            if e.kind() == ErrorKind::AlreadyCompleted {
-                confirming(
-                    i,
-                    &mut s,
-                    "execution already completed; reading its final status",
-                    0,
-                )
-            } else if garbled_success(e) {
-                // The service said yes but the answer is unreadable: the stop probably
-                // happened. Look instead of sending it again.
-                let msg = format!("unreadable answer to StopExecution ({e}); confirming");
-                confirming(i, &mut s, &msg, 0)
-            } else {
-                failure(i, &mut s, e, true)
-            }
-        }
-        Outcome::Describe(Ok(e)) => {
-            s.execution = Some(execution_info(e));
-            // A retry time here can only be a failed DescribeExecution's (a StopExecution
-            // clears it when recorded), and this one answered: it is over. Left standing, a
-            // retry decided below would wait for it still Stopping, and the next pass would
-            // take the unconfirmed attempt for an accepted one and wait out the confirm window.
-            s.next_attempt_time = None;
-            if e.status.is_final() {
-                // Stopped by us only if one of our attempts can have done it: one that was
-                // answered with success, or one whose answer was lost. Otherwise someone
-                // else stopped it (another object, a person, a script) and it had already
-                // ended when our call arrived.
-                let ours = s
-                    .request_id
-                    .clone()
-                    .or(s.pending_request_id.take())
-                    .or(s.unconfirmed_request_id.take());
-                match ours {
-                    Some(id) if e.status == ExecutionStatus::Stopped => {
-                        s.request_id = Some(id);
-                        s.last_error = None;
-                        s.next_attempt_time = None;
-                        stopped(i, &mut s)
-                    }
-                    _ => finished(i, &mut s, e),
-                }
-            } else if let Some(attempt) = s.pending_request_id.take() {
-                // After a restart: the recorded attempt did not stop it (or never went
-                // out, or is still under way): try again, remembering it may yet land.
-                s.unconfirmed_request_id = Some(attempt);
-                attempt_or_give_up(i, &mut s)
-            } else {
-                let since = s
-                    .last_attempt_time
-                    .as_ref()
-                    .map_or(Duration::ZERO, |t| until(t.0, i.now));
-                if since < i.tuning.confirm_window {
-                    let msg = format!("waiting for the execution to stop (status {})", e.status);
-                    confirming(i, &mut s, &msg, i.tuning.describe_wait)
-                } else {
-                    // Accepted but not effective in time: send it again; the accepted
-                    // call may still land.
-                    if let Some(id) = s.request_id.take() {
-                        s.unconfirmed_request_id = Some(id);
-                    }
-                    attempt_or_give_up(i, &mut s)
-                }
-            }
-        }
+        Outcome::Stop(Ok(e)) => answered(i, &mut s, e),
+        Outcome::Stop(Err(e)) => stop_failed(i, &mut s, e),
+        Outcome::Describe(Ok(e)) => described(i, &mut s, e),
         Outcome::Describe(Err(e)) => {
             s.last_error = Some(last_error(e));
             failure(i, &mut s, e, false)
@@ -336,6 +232,146 @@ pub fn decide(i: &Input<'_>) -> Decision {
         action,
         status: s,
         event,
+    }
+}
+
+/// No credentials to be had: Pending, looked for again (more slowly as the object ages).
+fn no_credentials(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    message: &str,
+) -> (Action, Option<Reason>) {
+    s.last_error = Some(LastError {
+        code: Reason::CredentialsNotFound.as_str().into(),
+        message: printable(message, 1024),
+        http_status: None,
+        request_id: None,
+        retryable: true,
+    });
+    set_phase(
+        s,
+        Phase::Pending,
+        Reason::CredentialsNotFound,
+        message,
+        i.generation,
+        i.now,
+    );
+    // Poll slowly for a Secret that may never come: a quarter of the object's age.
+    let age = until(i.created, i.now);
+    (
+        Action::Wait((age / 4).clamp(Duration::from_secs(2), Duration::from_secs(300))),
+        Some(Reason::CredentialsNotFound),
+    )
+}
+
+/// StopExecution answered with success: that call is the one that counts.
+fn answered(i: &Input<'_>, s: &mut ExecutionStopStatus, e: &Execution) -> (Action, Option<Reason>) {
+    // Our call was answered: it is the one that counts.
+    s.throttled_since = None;
+    let attempt = s.pending_request_id.take();
+    s.unconfirmed_request_id = None;
+    s.request_id = e
+        .request_id
+        .as_deref()
+        .map(|r| printable(r, 128))
+        .or(attempt);
+    s.execution = Some(execution_info(e));
+    s.last_error = None;
+    s.next_attempt_time = None;
+    if e.status == ExecutionStatus::Stopped {
+        stopped(i, s)
+    } else if e.status.is_final() {
+        finished(i, s, e)
+    } else {
+        let msg = format!("StopExecution accepted (status {}); confirming", e.status);
+        confirming(i, s, &msg, i.tuning.describe_wait)
+    }
+}
+
+/// StopExecution failed: already completed, a garbled success, or a failure to retry or end on.
+fn stop_failed(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    e: &FnfError,
+) -> (Action, Option<Reason>) {
+    if e.kind() != ErrorKind::Throttled {
+        s.throttled_since = None;
+    }
+    let attempt = s.pending_request_id.take();
+    if e.outcome_unknown() {
+        // The call may have reached the service and stopped the execution.
+        s.unconfirmed_request_id = attempt.or(s.unconfirmed_request_id.take());
+    }
+    s.last_error = Some(last_error(e));
+    if e.kind() == ErrorKind::AlreadyCompleted {
+        confirming(
+            i,
+            s,
+            "execution already completed; reading its final status",
+            0,
+        )
+    } else if garbled_success(e) {
+        // The service said yes but the answer is unreadable: the stop probably
+        // happened. Look instead of sending it again.
+        let msg = format!("unreadable answer to StopExecution ({e}); confirming");
+        confirming(i, s, &msg, 0)
+    } else {
+        failure(i, s, e, true)
+    }
+}
+
+/// DescribeExecution answered: final (by us, or by someone else), or still running.
+fn described(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    e: &Execution,
+) -> (Action, Option<Reason>) {
+    s.execution = Some(execution_info(e));
+    // A retry time here can only be a failed DescribeExecution's (a StopExecution
+    // clears it when recorded), and this one answered: it is over. Left standing, a
+    // retry decided below would wait for it still Stopping, and the next pass would
+    // take the unconfirmed attempt for an accepted one and wait out the confirm window.
+    s.next_attempt_time = None;
+    if e.status.is_final() {
+        // Stopped by us only if one of our attempts can have done it: one that was
+        // answered with success, or one whose answer was lost. Otherwise someone
+        // else stopped it (another object, a person, a script) and it had already
+        // ended when our call arrived.
+        let ours = s
+            .request_id
+            .clone()
+            .or(s.pending_request_id.take())
+            .or(s.unconfirmed_request_id.take());
+        match ours {
+            Some(id) if e.status == ExecutionStatus::Stopped => {
+                s.request_id = Some(id);
+                s.last_error = None;
+                s.next_attempt_time = None;
+                stopped(i, s)
+            }
+            _ => finished(i, s, e),
+        }
+    } else if let Some(attempt) = s.pending_request_id.take() {
+        // After a restart: the recorded attempt did not stop it (or never went
+        // out, or is still under way): try again, remembering it may yet land.
+        s.unconfirmed_request_id = Some(attempt);
+        attempt_or_give_up(i, s)
+    } else {
+        let since = s
+            .last_attempt_time
+            .as_ref()
+            .map_or(Duration::ZERO, |t| until(t.0, i.now));
+        if since < i.tuning.confirm_window {
+            let msg = format!("waiting for the execution to stop (status {})", e.status);
+            confirming(i, s, &msg, i.tuning.describe_wait)
+        } else {
+            // Accepted but not effective in time: send it again; the accepted
+            // call may still land.
+            if let Some(id) = s.request_id.take() {
+                s.unconfirmed_request_id = Some(id);
+            }
+            attempt_or_give_up(i, s)
+        }
     }
 }
 
@@ -388,12 +424,12 @@ fn refused(
     (Action::Done, Some(why))
 }
 
-/// With nothing observed yet: what the current status calls for.
 /// StopExecution calls allowed in total: the object's, or the operator's default.
 fn max_attempts(i: &Input<'_>) -> u32 {
     i.spec.max_attempts.unwrap_or(i.tuning.max_attempts).max(1)
 }
 
+/// With nothing observed yet: what the current status calls for.
 fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
     match s.phase {
         // Refused by policy: waits, and is carried out once some policy allows it.
@@ -596,74 +632,9 @@ fn failure(
     e: &FnfError,
     counts: bool,
 ) -> (Action, Option<Reason>) {
-    let max = max_attempts(i);
     // A read-only DescribeExecution may always be asked again, even after a garbled answer.
     if e.retryable() || (!counts && garbled_success(e)) {
-        let since_attempt = s
-            .last_attempt_time
-            .as_ref()
-            .map_or(Duration::ZERO, |t| until(t.0, i.now));
-        if !counts && since_attempt >= i.tuning.confirm_window {
-            // DescribeExecution does not count as an attempt, so bound it by time instead.
-            let msg = format!(
-                "gave up confirming after {} s: {e}",
-                since_attempt.as_secs()
-            );
-            return give_up(i, s, &msg);
-        }
-        if counts && e.kind() == ErrorKind::Throttled {
-            // A 429 is back-pressure, not a failure: the call was not carried out, so it is
-            // not an attempt (the retry reuses its RequestId). Bounded by time instead.
-            s.attempts = s.attempts.saturating_sub(1);
-            let since = s.throttled_since.get_or_insert_with(|| second(i.now)).0;
-            let throttled_for = until(since, i.now);
-            if throttled_for >= i.tuning.throttle_limit {
-                let msg = format!(
-                    "gave up: every StopExecution was throttled for {} s: {e}",
-                    throttled_for.as_secs()
-                );
-                return give_up(i, s, &msg);
-            }
-            // The client-side rate limiter, emptied and slowed by this 429, paces the
-            // retry; waiting out a backoff on top would only leave quota unused.
-            s.next_attempt_time = None;
-            set_phase(
-                s,
-                Phase::Retrying,
-                Reason::Retrying,
-                &format!("will retry: {e}"),
-                i.generation,
-                i.now,
-            );
-            return (
-                Action::Wait(i.tuning.throttle_retry),
-                Some(Reason::Retrying),
-            );
-        }
-        if counts && s.attempts >= max {
-            let msg = format!("gave up after {} attempts: {e}", s.attempts);
-            return give_up(i, s, &msg);
-        }
-        let delay = backoff(i.tuning, s.attempts.max(1), i.jitter);
-        let at = plus(i.now, delay);
-        s.next_attempt_time = Some(second_ceil(at));
-        let phase = if counts {
-            Phase::Retrying
-        } else {
-            s.phase.unwrap_or(Phase::Stopping)
-        };
-        set_phase(
-            s,
-            phase,
-            Reason::Retrying,
-            &format!("will retry: {e}"),
-            i.generation,
-            i.now,
-        );
-        return (
-            Action::Wait(until(i.now, s.next_attempt_time.as_ref().expect("set").0).max(delay)),
-            Some(Reason::Retrying),
-        );
+        return retry(i, s, e, counts);
     }
     s.next_attempt_time = None;
     // A DescribeExecution that fails for good leaves the attempt it was confirming unknown.
@@ -725,6 +696,81 @@ fn failure(
     };
     set_phase(s, Phase::Failed, why, &e.to_string(), i.generation, i.now);
     (Action::Done, Some(why))
+}
+
+/// A failure that may pass: retried after a backoff (a 429 at once, through the limiter),
+/// or given up on at maxAttempts (StopExecution) or the confirm window (DescribeExecution).
+fn retry(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    e: &FnfError,
+    counts: bool,
+) -> (Action, Option<Reason>) {
+    let since_attempt = s
+        .last_attempt_time
+        .as_ref()
+        .map_or(Duration::ZERO, |t| until(t.0, i.now));
+    if !counts && since_attempt >= i.tuning.confirm_window {
+        // DescribeExecution does not count as an attempt, so bound it by time instead.
+        let msg = format!(
+            "gave up confirming after {} s: {e}",
+            since_attempt.as_secs()
+        );
+        return give_up(i, s, &msg);
+    }
+    if counts && e.kind() == ErrorKind::Throttled {
+        // A 429 is back-pressure, not a failure: the call was not carried out, so it is
+        // not an attempt (the retry reuses its RequestId). Bounded by time instead.
+        s.attempts = s.attempts.saturating_sub(1);
+        let since = s.throttled_since.get_or_insert_with(|| second(i.now)).0;
+        let throttled_for = until(since, i.now);
+        if throttled_for >= i.tuning.throttle_limit {
+            let msg = format!(
+                "gave up: every StopExecution was throttled for {} s: {e}",
+                throttled_for.as_secs()
+            );
+            return give_up(i, s, &msg);
+        }
+        // The client-side rate limiter, emptied and slowed by this 429, paces the
+        // retry; waiting out a backoff on top would only leave quota unused.
+        s.next_attempt_time = None;
+        set_phase(
+            s,
+            Phase::Retrying,
+            Reason::Retrying,
+            &format!("will retry: {e}"),
+            i.generation,
+            i.now,
+        );
+        return (
+            Action::Wait(i.tuning.throttle_retry),
+            Some(Reason::Retrying),
+        );
+    }
+    if counts && s.attempts >= max_attempts(i) {
+        let msg = format!("gave up after {} attempts: {e}", s.attempts);
+        return give_up(i, s, &msg);
+    }
+    let delay = backoff(i.tuning, s.attempts.max(1), i.jitter);
+    let at = plus(i.now, delay);
+    s.next_attempt_time = Some(second_ceil(at));
+    let phase = if counts {
+        Phase::Retrying
+    } else {
+        s.phase.unwrap_or(Phase::Stopping)
+    };
+    set_phase(
+        s,
+        phase,
+        Reason::Retrying,
+        &format!("will retry: {e}"),
+        i.generation,
+        i.now,
+    );
+    (
+        Action::Wait(until(i.now, s.next_attempt_time.as_ref().expect("set").0).max(delay)),
+        Some(Reason::Retrying),
+    )
 }
 
 /// One event per change of phase or reason; none when nothing changed.

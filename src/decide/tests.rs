@@ -1211,3 +1211,15 @@ fn tenant_text_from_the_cloud_is_escaped_in_status() {
     assert!(!all.chars().any(|c| c.is_control()), "{all}");
     assert!(le.message.starts_with("\\u{1b}[2J"), "{}", le.message);
 }
+
+#[test]
+fn a_pass_hands_calls_past_its_budget_to_the_next_pass() {
+    let t = Tuning::default();
+    let stop = Action::Stop {
+        request_id: "x".into(),
+    };
+    let describe = Action::Describe { wait_seconds: 0 };
+    assert!(!yields(3, &stop, &t) && !yields(3, &describe, &t));
+    assert!(yields(4, &stop, &t) && yields(4, &describe, &t));
+    assert!(!yields(9, &Action::Done, &t) && !yields(9, &Action::ReadCredentials, &t));
+}

@@ -7,6 +7,8 @@ pub mod policy;
 pub mod set;
 pub mod shell;
 pub mod stop;
+#[cfg(test)]
+mod tests;
 
 pub use credentials::SecretCache;
 

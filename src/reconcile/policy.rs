@@ -53,6 +53,21 @@ impl Policies {
         )
     }
 
+    /// Caches that have listed nothing but are synced: no policy, no namespace (each
+    /// namespace is then read from the API server). For the shell's unit tests.
+    #[cfg(test)]
+    pub fn none(mode: Mode) -> Self {
+        let (policies, mut policies_writer) = reflector::store();
+        let (namespaces, mut namespaces_writer) = reflector::store();
+        policies_writer.apply_watcher_event(&watcher::Event::InitDone);
+        namespaces_writer.apply_watcher_event(&watcher::Event::InitDone);
+        Self {
+            mode,
+            policies,
+            namespaces,
+        }
+    }
+
     /// Waits until both caches have listed once: before that, no policy seen could mean
     /// "none exists" as well as "not read yet", and a verdict would allow too much.
     pub async fn synced(&self) {

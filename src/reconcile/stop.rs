@@ -17,10 +17,6 @@ use kube::runtime::reflector::ObjectRef;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// At most this many fnf calls in one reconcile; then the object goes back in the queue
-/// so others get their turn.
-const CALLS_PER_RECONCILE: u32 = 4;
-
 /// One object's pass. `status` is always the newest status `decide` returned: every
 /// decision is made on the outcome of the one before it, never on an older copy.
 struct Pass<'a> {
@@ -276,8 +272,9 @@ pub async fn reconcile(
     loop {
         let mut d = pass.decide(&observed);
         if let Action::Stop { .. } = d.action {
-            if calls >= CALLS_PER_RECONCILE {
-                // Enough calls for one pass: let other objects have a turn.
+            if decide::yields(calls, &d.action, &ctx.tuning) {
+                // Enough calls for one pass: let other objects have a turn. The attempt
+                // is not recorded; the next pass decides it again.
                 return pass
                     .finish(controller::Action::requeue(Duration::ZERO))
                     .await;
@@ -302,15 +299,17 @@ pub async fn reconcile(
             d = pass.decide(&observed);
         }
         pass.adopt(&d);
+        if decide::yields(calls, &d.action, &ctx.tuning) {
+            // A DescribeExecution past the budget: what was decided with it (the last
+            // answer's record) is kept and written; the call is the next pass's.
+            return pass
+                .finish(controller::Action::requeue(Duration::ZERO))
+                .await;
+        }
         observed = match d.action {
             Action::Done => return pass.finish(controller::Action::await_change()).await,
             Action::Wait(w) => return pass.finish(controller::Action::requeue(w)).await,
             Action::ReadCredentials => pass.read_credentials().await?,
-            Action::Describe { .. } if calls >= CALLS_PER_RECONCILE => {
-                return pass
-                    .finish(controller::Action::requeue(Duration::ZERO))
-                    .await;
-            }
             Action::Describe { wait_seconds } => {
                 calls += 1;
                 pass.call_describe(wait_seconds).await

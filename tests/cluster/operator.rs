@@ -243,27 +243,6 @@ async fn a_wrong_secret_is_reported_as_signature_mismatch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_asynchronous_stop_is_confirmed_by_describe() {
-    let c = installed();
-    let (ns, cloud, op) = setup("async", |c| c.async_stop_ms = Some(700), &[]).await;
-    cloud.start("f", "e1", None).await;
-    c.apply(
-        &ExecutionStop::new(&ns, "s1", "f", "e1")
-            .secret("creds")
-            .yaml(),
-    );
-    wait_for(c, &ns, "s1", "condition=Ready");
-    let s = status(c, &ns, "s1");
-    assert_eq!(
-        (s["phase"].as_str(), s["execution"]["status"].as_str()),
-        (Some("Stopped"), Some("Stopped"))
-    );
-    assert_eq!(cloud.calls("StopExecution"), 1);
-    assert!(cloud.count("DescribeExecution", "OK") >= 1);
-    op.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_makes_no_calls_and_no_writes_for_finished_objects() {
     let c = installed();
     let (ns, cloud, op) = setup("restart", |_| {}, &[]).await;

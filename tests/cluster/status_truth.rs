@@ -71,7 +71,8 @@ async fn an_execution_stopped_out_of_band_is_already_finished() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_asynchronous_stop_keeps_the_request_id_of_the_call_that_succeeded() {
+async fn an_asynchronous_stop_is_confirmed_by_describe_and_keeps_the_request_id_of_the_call_that_succeeded()
+ {
     let c = installed();
     let (ns, cloud, op) = setup("async-id", |c| c.async_stop_ms = Some(700), &[]).await;
     cloud.start("f", "e1", None).await;
@@ -83,6 +84,7 @@ async fn an_asynchronous_stop_keeps_the_request_id_of_the_call_that_succeeded() 
     wait_for(c, &ns, "s1", "condition=Ready");
     let s = status(c, &ns, "s1");
     assert_eq!(s["phase"], "Stopped", "{s}");
+    assert_eq!(s["execution"]["status"], "Stopped", "{s}");
     assert_eq!(
         s["requestId"].as_str(),
         Some(format!("{}-1", uid(&ns, "s1")).as_str()),

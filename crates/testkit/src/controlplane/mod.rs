@@ -258,10 +258,6 @@ impl ControlPlane {
         format!("https://127.0.0.1:{}", self.api_port)
     }
 
-    pub fn ca_pem(&self) -> anyhow::Result<Vec<u8>> {
-        Ok(std::fs::read(self.dir.join("pki/ca.crt"))?)
-    }
-
     /// etcd, kube-apiserver, kube-controller-manager (0 for one not running).
     pub fn pids(&self) -> [u32; 3] {
         [
