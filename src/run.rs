@@ -15,7 +15,6 @@ use anyhow::Context as _;
 use fnf::Provider;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -136,6 +135,9 @@ enum Exit {
     LostLeadership,
 }
 
+/// Resolves once the operator must stop, telling why; cloned by everything that stops.
+type ExitSignal = Shared<BoxFuture<'static, Exit>>;
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
@@ -148,39 +150,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let (ctx, policy_watch) = context(&args, client.clone(), metrics.clone(), &identity, stopping)?;
     let admin = admin_server(args.metrics_addr, metrics.clone()).await?;
-    let lease = LeaseConfig {
-        name: args.lease_name.clone(),
-        namespace: args.lease_namespace.clone(),
-        identity,
-        duration: Duration::from_secs(args.lease_seconds),
-        renew_every: Duration::from_secs((args.lease_seconds / 3).max(1)),
-    };
+    let lease = lease_config(&args, identity);
     // The Lease is renewed until the controllers have stopped — also while they finish the
     // reconciles under way after a signal; losing it at any moment stops everything at once.
     let holder = if args.leader_election {
-        // A healthy standby is ready; the leader is ready again once its watches sync.
-        metrics.ready.store(true, Ordering::Relaxed);
-        let renewed = lease::acquire(&client, &lease).await;
-        metrics.ready.store(false, Ordering::Relaxed);
-        let (client, lease) = (client.clone(), lease.clone());
-        Some(tokio::spawn(async move {
-            lease::hold(&client, &lease, renewed).await
-        }))
+        Some(lead(&client, &lease, &metrics).await)
     } else {
         None
     };
     tokio::spawn(policy_watch);
     let stop_renewing = holder.as_ref().map(|h| h.abort_handle());
-    let lost: Shared<BoxFuture<'static, ()>> = async move {
-        match holder {
-            Some(h) => {
-                let _ = h.await;
-            }
-            None => std::future::pending().await,
-        }
-    }
-    .boxed()
-    .shared();
+    let lost = lost_lease(holder);
     let exit = exit_signal(lost.clone());
     tokio::spawn({
         let exit = exit.clone();
@@ -193,29 +173,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (controllers, stores) = controllers(&args, ctx, exit.clone());
     metrics.count_objects_in(stores.clone());
     tokio::spawn(ready_when_synced(stores, policy_stores, metrics));
-    // Told to stop, the controllers finish the reconciles under way — within the grace
-    // period: a call that never answers must not keep the process (and its leadership)
-    // alive. Leaving one unfinished is safe: its attempt is on record, as after a crash.
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
-    let overdue = {
-        let exit = exit.clone();
-        async move {
-            exit.await;
-            tokio::time::sleep(grace).await;
-        }
-    };
-    tokio::select! {
-        () = controllers => {}
-        () = lost => {
-            anyhow::bail!("lost leadership; exiting so a fresh replica can stand by")
-        }
-        () = overdue => anyhow::bail!(
-            "the reconciles under way did not finish within {grace:?} of the signal to stop; \
-             exiting without them"
-        ),
-        // The health endpoints are how Kubernetes knows we are alive: without them, stop.
-        failed = admin => return Err(failed),
-    }
+    until_stopped(controllers, lost, exit.clone(), grace, admin).await?;
     match exit.await {
         Exit::Signal => {
             // The controllers have stopped: hand the Lease over now rather than make the
@@ -230,6 +189,76 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             anyhow::bail!("lost leadership; exiting so a fresh replica can stand by")
         }
     }
+}
+
+fn lease_config(args: &RunArgs, identity: String) -> LeaseConfig {
+    LeaseConfig {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity,
+        duration: Duration::from_secs(args.lease_seconds),
+        renew_every: Duration::from_secs((args.lease_seconds / 3).max(1)),
+    }
+}
+
+/// Waits to hold the Lease, then renews it in a task that ends once leadership is lost.
+async fn lead(
+    client: &kube::Client,
+    lease: &LeaseConfig,
+    metrics: &Metrics,
+) -> tokio::task::JoinHandle<()> {
+    // A healthy standby is ready; the leader is ready again once its watches sync.
+    metrics.ready.store(true, Ordering::Relaxed);
+    let renewed = lease::acquire(client, lease).await;
+    metrics.ready.store(false, Ordering::Relaxed);
+    let (client, lease) = (client.clone(), lease.clone());
+    tokio::spawn(async move { lease::hold(&client, &lease, renewed).await })
+}
+
+/// Resolves once the renewing task ends; never without leader election.
+fn lost_lease(holder: Option<tokio::task::JoinHandle<()>>) -> Shared<BoxFuture<'static, ()>> {
+    async move {
+        match holder {
+            Some(h) => {
+                let _ = h.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    .boxed()
+    .shared()
+}
+
+/// Waits for the controllers to stop (after `exit`, once the reconciles under way are
+/// done); an error if leadership is lost, the grace period runs out or the health
+/// endpoints fail.
+async fn until_stopped(
+    controllers: BoxFuture<'static, ()>,
+    lost: Shared<BoxFuture<'static, ()>>,
+    exit: ExitSignal,
+    grace: Duration,
+    admin: BoxFuture<'static, anyhow::Error>,
+) -> anyhow::Result<()> {
+    // Told to stop, the controllers finish the reconciles under way — within the grace
+    // period: a call that never answers must not keep the process (and its leadership)
+    // alive. Leaving one unfinished is safe: its attempt is on record, as after a crash.
+    let overdue = async move {
+        exit.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        () = controllers => {}
+        () = lost => {
+            anyhow::bail!("lost leadership; exiting so a fresh replica can stand by")
+        }
+        () = overdue => anyhow::bail!(
+            "the reconciles under way did not finish within {grace:?} of the signal to stop; \
+             exiting without them"
+        ),
+        // The health endpoints are how Kubernetes knows we are alive: without them, stop.
+        failed = admin => return Err(failed),
+    }
+    Ok(())
 }
 
 /// Everything a reconcile needs, from the flags.
@@ -322,7 +351,7 @@ async fn admin_server(
 }
 
 /// Resolves once the operator must stop: a signal, or (with leader election) a lost Lease.
-fn exit_signal(lost: Shared<BoxFuture<'static, ()>>) -> Shared<BoxFuture<'static, Exit>> {
+fn exit_signal(lost: Shared<BoxFuture<'static, ()>>) -> ExitSignal {
     async move {
         tokio::select! {
             () = lost => Exit::LostLeadership,
@@ -339,9 +368,8 @@ fn exit_signal(lost: Shared<BoxFuture<'static, ()>>) -> Shared<BoxFuture<'static
 fn controllers(
     args: &RunArgs,
     ctx: Arc<Context>,
-    exit: Shared<BoxFuture<'static, Exit>>,
+    exit: ExitSignal,
 ) -> (BoxFuture<'static, ()>, Vec<Store<ExecutionStop>>) {
-    let client = ctx.client.clone();
     let scopes: Vec<Option<&str>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
@@ -355,93 +383,127 @@ fn controllers(
         // Two lanes, each with its own workers: single ExecutionStops, and those created by
         // sets. A set of thousands waiting for the quota never holds the workers a single
         // stop needs (and the limiter lets singles book ahead of it).
-        let (singles, single_store) = cached::<ExecutionStop>(
-            scoped(&client, ns),
-            watcher::Config::default().labels(&format!("!{SET_LABEL}")),
-        );
-        let (stops, stop_store) = cached::<ExecutionStop>(
-            scoped(&client, ns),
-            watcher::Config::default().labels(SET_LABEL),
-        );
-        let (sets, set_store) =
-            cached::<ExecutionStopSet>(scoped(&client, ns), watcher::Config::default());
-        stores.push(single_store.clone());
-        stores.push(stop_store.clone());
-        set_stores.push(set_store.clone());
-        let exit_singles = exit.clone();
-        runs.push(
-            Controller::for_stream(singles, single_store)
-                .with_config(controller::Config::default().concurrency(args.concurrency))
-                .graceful_shutdown_on(async move {
-                    exit_singles.await;
-                })
-                .run(
-                    |o, c| reconcile::stop::reconcile(o, c, Lane::Interactive),
-                    reconcile::stop::error_policy,
-                    ctx.clone(),
-                )
-                .for_each(log_error)
-                .boxed(),
-        );
-        // A deleted set wakes its ExecutionStops, which then see it gone and stop calling.
-        let deleted = {
-            let stop_store = stop_store.clone();
-            watcher(
-                scoped::<ExecutionStopSet>(&client, ns),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .filter_map(move |ev| {
-                let refs = match ev {
-                    Ok(watcher::Event::Delete(set)) => children_of(&stop_store, &set),
-                    _ => vec![],
-                };
-                async move { Some(futures::stream::iter(refs)) }
-            })
-            .flatten()
-        };
-        let exit_stops = exit.clone();
-        runs.push(
-            Controller::for_stream(stops, stop_store.clone())
-                .reconcile_on(deleted)
-                .with_config(controller::Config::default().concurrency(args.concurrency))
-                .graceful_shutdown_on(async move {
-                    exit_stops.await;
-                })
-                .run(
-                    |o, c| reconcile::stop::reconcile(o, c, Lane::Bulk),
-                    reconcile::stop::error_policy,
-                    ctx.clone(),
-                )
-                .for_each(log_error)
-                .boxed(),
-        );
-        let set_ctx = Arc::new(reconcile::set::SetContext::new(ctx.clone(), stop_store));
-        let exit_sets = exit.clone();
-        set_runs.push(
-            Controller::for_stream(sets, set_store)
-                // Children's progress wakes the set (its writes are paced in the shell).
-                .owns(
-                    scoped::<ExecutionStop>(&client, ns),
-                    watcher::Config::default().labels(SET_LABEL).any_semantic(),
-                )
-                .with_config(controller::Config::default().concurrency(4))
-                .graceful_shutdown_on(async move {
-                    exit_sets.await;
-                })
-                .run(
-                    reconcile::set::reconcile,
-                    reconcile::set::error_policy,
-                    set_ctx,
-                )
-                .for_each(log_error)
-                .boxed(),
-        );
+        let (singles, single_store) = singles(args, &ctx, ns, exit.clone());
+        let (stops, stop_store) = set_stops(args, &ctx, ns, exit.clone());
+        let (sets, set_store) = sets(&ctx, ns, stop_store.clone(), exit.clone());
+        stores.push(single_store);
+        stores.push(stop_store);
+        set_stores.push(set_store);
+        runs.push(singles);
+        runs.push(stops);
+        set_runs.push(sets);
     }
     let _ = ctx.sets.set(set_stores);
     runs.extend(set_runs);
     let all = futures::future::join_all(runs).map(|_| ()).boxed();
     (all, stores)
+}
+
+/// The controller of single ExecutionStops (those without a set's label), in the
+/// interactive lane; and its cache.
+fn singles(
+    args: &RunArgs,
+    ctx: &Arc<Context>,
+    ns: Option<&str>,
+    exit: ExitSignal,
+) -> (BoxFuture<'static, ()>, Store<ExecutionStop>) {
+    let (singles, store) = cached::<ExecutionStop>(
+        scoped(&ctx.client, ns),
+        watcher::Config::default().labels(&format!("!{SET_LABEL}")),
+    );
+    let run = Controller::for_stream(singles, store.clone())
+        .with_config(controller::Config::default().concurrency(args.concurrency))
+        .graceful_shutdown_on(async move {
+            exit.await;
+        })
+        .run(
+            |o, c| reconcile::stop::reconcile(o, c, Lane::Interactive),
+            reconcile::stop::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_error)
+        .boxed();
+    (run, store)
+}
+
+/// The controller of the ExecutionStops sets created, in the bulk lane, woken also when
+/// their set is deleted; and its cache.
+fn set_stops(
+    args: &RunArgs,
+    ctx: &Arc<Context>,
+    ns: Option<&str>,
+    exit: ExitSignal,
+) -> (BoxFuture<'static, ()>, Store<ExecutionStop>) {
+    let (stops, store) = cached::<ExecutionStop>(
+        scoped(&ctx.client, ns),
+        watcher::Config::default().labels(SET_LABEL),
+    );
+    let run = Controller::for_stream(stops, store.clone())
+        .reconcile_on(children_of_deleted(&ctx.client, ns, store.clone()))
+        .with_config(controller::Config::default().concurrency(args.concurrency))
+        .graceful_shutdown_on(async move {
+            exit.await;
+        })
+        .run(
+            |o, c| reconcile::stop::reconcile(o, c, Lane::Bulk),
+            reconcile::stop::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_error)
+        .boxed();
+    (run, store)
+}
+
+/// A deleted set wakes its ExecutionStops, which then see it gone and stop calling.
+fn children_of_deleted(
+    client: &kube::Client,
+    ns: Option<&str>,
+    stop_store: Store<ExecutionStop>,
+) -> impl futures::Stream<Item = ObjectRef<ExecutionStop>> + Send + 'static {
+    watcher(
+        scoped::<ExecutionStopSet>(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .filter_map(move |ev| {
+        let refs = match ev {
+            Ok(watcher::Event::Delete(set)) => children_of(&stop_store, &set),
+            _ => vec![],
+        };
+        async move { Some(futures::stream::iter(refs)) }
+    })
+    .flatten()
+}
+
+/// The controller of ExecutionStopSets, which reads their children from `stop_store`; and
+/// its cache.
+fn sets(
+    ctx: &Arc<Context>,
+    ns: Option<&str>,
+    stop_store: Store<ExecutionStop>,
+    exit: ExitSignal,
+) -> (BoxFuture<'static, ()>, Store<ExecutionStopSet>) {
+    let (sets, store) =
+        cached::<ExecutionStopSet>(scoped(&ctx.client, ns), watcher::Config::default());
+    let set_ctx = Arc::new(reconcile::set::SetContext::new(ctx.clone(), stop_store));
+    let run = Controller::for_stream(sets, store.clone())
+        // Children's progress wakes the set (its writes are paced by `decide::set::pace`).
+        .owns(
+            scoped::<ExecutionStop>(&ctx.client, ns),
+            watcher::Config::default().labels(SET_LABEL).any_semantic(),
+        )
+        .with_config(controller::Config::default().concurrency(4))
+        .graceful_shutdown_on(async move {
+            exit.await;
+        })
+        .run(
+            reconcile::set::reconcile,
+            reconcile::set::error_policy,
+            set_ctx,
+        )
+        .for_each(log_error)
+        .boxed();
+    (run, store)
 }
 
 fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
@@ -468,9 +530,7 @@ fn children_of(
     store
         .state()
         .iter()
-        .filter(|c| {
-            c.namespace() == set.namespace() && c.labels().get(SET_LABEL) == Some(&set.name_any())
-        })
+        .filter(|c| crate::crd::set::is_child(set, c))
         .map(|c| ObjectRef::from_obj(&**c))
         .collect()
 }

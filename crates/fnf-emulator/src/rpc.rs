@@ -1,10 +1,10 @@
 //! The RPC surface at `/`: parse, authenticate, throttle, inject faults, dispatch, answer.
 
-use super::actions::{self, ACTIONS};
+use super::actions;
 use super::auth::{self, param};
 use super::error::ApiError;
-use super::faults::Fault;
-use super::{Emulator, sts};
+use super::faults::{Fault, Plan};
+use super::{Emulator, Inner, sts};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -101,6 +101,8 @@ pub fn process_unauthenticated(
     actions::run(&action, &params, state, now, &actions::Behaviour::default())
 }
 
+/// One request: parse it, answer STS's action apart, then authenticate and run the call
+/// and deliver it with the faults planned for it.
 async fn handle(
     State(emu): State<Arc<Emulator>>,
     method: Method,
@@ -123,82 +125,125 @@ async fn handle(
         let result = assume_role(&emu, &params);
         return finish(&emu, &action, "-", result, &rid, started);
     }
-    let (outcome, account, plan) = {
-        let mut inner = emu.lock();
-        let now = Timestamp::now();
-        let window = SignedDuration::from_secs(emu.config.skew_seconds);
-        let checked = check(&method, &action, &params).and_then(|_| {
-            let inner = &mut *inner;
-            auth::verify(
-                method.as_str(),
-                &params,
-                &inner.keys,
-                &mut inner.nonces,
-                now,
-                window,
-            )
-        });
-        match checked {
-            Err(e) => (Err(e), "-".to_string(), None),
-            Ok(account) => {
-                let plan = inner.faults.plan(&action, rand::random::<f64>);
-                let throttled = inner
-                    .quotas
-                    .as_mut()
-                    .is_some_and(|q| !q.take(&account, &action, now));
-                let outcome = match (&plan.fault, throttled) {
-                    (_, true) => Err(ApiError::throttled()),
-                    (Some(Fault::Status(s)), _) => Err(ApiError::for_status(*s)),
-                    (Some(Fault::Drop), _) => Ok(Value::Null),
-                    _ => {
-                        let behaviour = inner.behaviour.clone();
-                        let r = actions::run(&action, &params, &mut inner.state, now, &behaviour);
-                        if r.is_ok()
-                            && !matches!(
-                                action.as_str(),
-                                "DescribeExecution"
-                                    | "ListExecutions"
-                                    | "ListFlows"
-                                    | "DescribeFlow"
-                                    | "GetExecutionHistory"
-                            )
-                        {
-                            emu.persist(&inner);
-                            emu.changed.notify_waiters();
-                        }
-                        r
-                    }
-                };
-                (outcome, account, Some(plan))
-            }
-        }
-    };
-    let mut outcome = outcome;
+    let (mut outcome, account, plan) = authenticate_and_run(&emu, &method, &action, &params);
     if action == "DescribeExecution" {
         outcome = long_poll(&emu, &params, outcome).await;
     }
-    if let Some(plan) = plan {
-        if plan.latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
-        }
-        match plan.fault {
-            Some(Fault::Drop) => {
-                count(&emu, &action, "fault:drop", &account, started);
-                return dropped_connection();
-            }
-            Some(Fault::Stall(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
-            Some(Fault::Malformed) if outcome.is_ok() => {
-                count(&emu, &action, "fault:malformed", &account, started);
-                return json_answer_raw(r#"{"Status":"Runn"#);
-            }
-            Some(Fault::Status(s @ (502 | 503))) => {
-                count(&emu, &action, &format!("fault:{s}"), &account, started);
-                return proxy_page(s);
-            }
-            _ => {}
-        }
+    if let Some(answer) =
+        faulty_answer(&emu, plan, &action, &account, outcome.is_ok(), started).await
+    {
+        return answer;
     }
     finish(&emu, &action, &account, outcome, &rid, started)
+}
+
+/// Under one lock (a nonce, a quota token and the state change together): the gateway's
+/// checks and the signature, then the call. Gives the call's outcome, the account that
+/// signed it (`-` when none did) and the faults planned for it (none for a refused request).
+fn authenticate_and_run(
+    emu: &Emulator,
+    method: &Method,
+    action: &str,
+    params: &[(String, String)],
+) -> (Result<Value, ApiError>, String, Option<Plan>) {
+    let mut inner = emu.lock();
+    let now = Timestamp::now();
+    let window = SignedDuration::from_secs(emu.config.skew_seconds);
+    let checked = check(method, action, params).and_then(|_| {
+        let inner = &mut *inner;
+        auth::verify(
+            method.as_str(),
+            params,
+            &inner.keys,
+            &mut inner.nonces,
+            now,
+            window,
+        )
+    });
+    match checked {
+        Err(e) => (Err(e), "-".to_string(), None),
+        Ok(account) => {
+            let plan = inner.faults.plan(action, rand::random::<f64>);
+            let outcome = call(emu, &mut inner, action, params, &account, &plan, now);
+            (outcome, account, Some(plan))
+        }
+    }
+}
+
+/// An authenticated call: throttled by its account's quota, failed by a planned fault, or
+/// run. A call that changed the state saves it and wakes the long-polls.
+fn call(
+    emu: &Emulator,
+    inner: &mut Inner,
+    action: &str,
+    params: &[(String, String)],
+    account: &str,
+    plan: &Plan,
+    now: Timestamp,
+) -> Result<Value, ApiError> {
+    let throttled = inner
+        .quotas
+        .as_mut()
+        .is_some_and(|q| !q.take(account, action, now));
+    match (&plan.fault, throttled) {
+        (_, true) => Err(ApiError::throttled()),
+        (Some(Fault::Status(s)), _) => Err(ApiError::for_status(*s)),
+        (Some(Fault::Drop), _) => Ok(Value::Null),
+        _ => {
+            let behaviour = inner.behaviour.clone();
+            let r = actions::run(action, params, &mut inner.state, now, &behaviour);
+            if r.is_ok()
+                && !matches!(
+                    action,
+                    "DescribeExecution"
+                        | "ListExecutions"
+                        | "ListFlows"
+                        | "DescribeFlow"
+                        | "GetExecutionHistory"
+                )
+            {
+                emu.persist(inner);
+                emu.changed.notify_waiters();
+            }
+            r
+        }
+    }
+}
+
+/// The planned latency, then the faults that change how the answer is delivered: a
+/// dropped connection, a stall, a cut-short body (for a call that succeeded) or a proxy's
+/// 502/503 page. `None`: answer normally.
+async fn faulty_answer(
+    emu: &Emulator,
+    plan: Option<Plan>,
+    action: &str,
+    account: &str,
+    succeeded: bool,
+    started: Instant,
+) -> Option<Response> {
+    let plan = plan?;
+    if plan.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(plan.latency_ms)).await;
+    }
+    match plan.fault {
+        Some(Fault::Drop) => {
+            count(emu, action, "fault:drop", account, started);
+            Some(dropped_connection())
+        }
+        Some(Fault::Stall(ms)) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            None
+        }
+        Some(Fault::Malformed) if succeeded => {
+            count(emu, action, "fault:malformed", account, started);
+            Some(json_answer_raw(r#"{"Status":"Runn"#))
+        }
+        Some(Fault::Status(s @ (502 | 503))) => {
+            count(emu, action, &format!("fault:{s}"), account, started);
+            Some(proxy_page(s))
+        }
+        _ => None,
+    }
 }
 
 /// Action and version, before authentication (the gateway refuses these first).
@@ -216,7 +261,7 @@ fn check(method: &Method, action: &str, params: &[(String, String)]) -> Result<(
         Some(v) if v != API_VERSION => return Err(ApiError::version_not_supported(v)),
         _ => {}
     }
-    if !ACTIONS.contains(&action) {
+    if !actions::supported(action) {
         return Err(ApiError::action_not_supported(action));
     }
     Ok(())

@@ -311,9 +311,43 @@ fn outcome(name: &str, s: &ExecutionStopStatus, already_finished_ok: bool) -> Op
     Some(code)
 }
 
+/// A set is created as a preview (dry run), shown and confirmed, then made live and
+/// followed to its outcome.
 async fn set(k: &Kube, a: &StopArgs, made: &Made) -> Result<i32, Problem> {
     let api: Api<ExecutionStopSet> = Api::namespaced(k.client.clone(), &k.namespace);
-    let resource = "executionstopsets.flowstop.dev";
+    let created = made
+        .create(&api, &preview_set(k, a), Kind::Set)
+        .await
+        .map_err(|e| k.api_problem("create", SETS, a.name.as_deref(), e))?;
+    let name = created.name_any();
+    let uid = created.metadata.uid.clone().unwrap_or_default();
+    println!(
+        "executionstopset/{} created (flow {}, preview: nothing is stopped yet)",
+        safe(&name),
+        safe(&a.flow)
+    );
+    let mut follow = Follow::after(api.clone(), &created);
+    // Until it goes live, the set is a preview only: whatever ends the command deletes it
+    // (unless --keep), when the command exits.
+    let matched = match preview(a, &name, created, &mut follow).await? {
+        Previewed::Go(matched) => matched,
+        Previewed::Done(code, why) => {
+            println!("{why}: nothing was stopped");
+            return Ok(code);
+        }
+    };
+    go_live(k, &api, &name, made).await?;
+    println!(
+        "stopping {matched} executions (executionstopset/{})",
+        safe(&name)
+    );
+    follow_live(k, a, &name, &uid, &mut follow).await
+}
+
+const SETS: &str = "executionstopsets.flowstop.dev";
+
+/// The set the flags describe, as a preview (`dryRun: true`).
+fn preview_set(k: &Kube, a: &StopArgs) -> ExecutionStopSet {
     let max_count = a.max_count.expect("clap requires it without an execution");
     // What the person agrees to is what the preview counts: executions started after it
     // are not added when the set goes live.
@@ -321,7 +355,7 @@ async fn set(k: &Kube, a: &StopArgs, made: &Made) -> Result<i32, Problem> {
     let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second() + 1)
         .expect("a time in range");
     let started_before = a.started_before.map_or(now, |t| t.min(now));
-    let obj = ExecutionStopSet {
+    ExecutionStopSet {
         metadata: meta(k, a, &a.flow),
         spec: ExecutionStopSetSpec {
             flow_name: a.flow.clone(),
@@ -344,66 +378,63 @@ async fn set(k: &Kube, a: &StopArgs, made: &Made) -> Result<i32, Problem> {
             max_attempts: None,
         },
         status: None,
-    };
-    let created = made
-        .create(&api, &obj, Kind::Set)
-        .await
-        .map_err(|e| k.api_problem("create", resource, a.name.as_deref(), e))?;
-    let name = created.name_any();
-    let uid = created.metadata.uid.clone().unwrap_or_default();
-    println!(
-        "executionstopset/{} created (flow {}, preview: nothing is stopped yet)",
-        safe(&name),
-        safe(&a.flow)
-    );
-    let mut follow = Follow::after(api.clone(), &created);
-    // Until it goes live, the set is a preview only: whatever ends the command deletes it
-    // (unless --keep), when the command exits.
-    let matched = match preview(a, &name, created, &mut follow).await? {
-        Previewed::Go(matched) => matched,
-        Previewed::Done(code, why) => {
-            println!("{why}: nothing was stopped");
-            return Ok(code);
-        }
-    };
+    }
+}
+
+/// Turns the confirmed preview into a set that stops executions.
+async fn go_live(
+    k: &Kube,
+    api: &Api<ExecutionStopSet>,
+    name: &str,
+    made: &Made,
+) -> Result<(), Problem> {
     // From here on it may stop executions (even if the answer to the patch is lost).
     made.live().await;
     api.patch(
-        &name,
+        name,
         &PatchParams::default(),
         &Patch::Merge(serde_json::json!({"spec": {"dryRun": false}})),
     )
     .await
-    .map_err(|e| k.api_problem("patch", resource, Some(&name), e))?;
-    println!(
-        "stopping {matched} executions (executionstopset/{})",
-        safe(&name)
-    );
+    .map_err(|e| k.api_problem("patch", SETS, Some(name), e))?;
+    Ok(())
+}
+
+/// Shows the live set's progress until it is final (or refused by policy), then its
+/// outcome and failed ExecutionStops; the exit code.
+async fn follow_live(
+    k: &Kube,
+    a: &StopArgs,
+    name: &str,
+    uid: &str,
+    follow: &mut Follow<ExecutionStopSet>,
+) -> Result<i32, Problem> {
     // --timeout counts from here: time spent reading the preview is the person's.
     let wait = Waiting {
-        name: &name,
+        name,
         deadline: Instant::now() + a.timeout,
         timeout: a.timeout,
     };
     let mut bar = Progress::new(std::io::stdout().is_terminal());
     let mut status = None;
     loop {
-        let current = wait.next(&mut follow, status.as_ref()).await?;
+        let current = wait.next(follow, status.as_ref()).await?;
         let s = current.status.clone().unwrap_or_default();
         status = Some(s.clone());
+        // A status of an older generation may still be the preview's.
         if current.metadata.generation != s.observed_generation {
             continue;
         }
         match s.phase {
             Some(SetPhase::Completed | SetPhase::Failed) => {
                 bar.show(&s.children, true);
-                let code = set_outcome(&name, &s);
+                let code = set_outcome(name, &s);
                 if s.children.failed > 0 {
-                    failed_children(k, &name, &uid, a.keep).await;
+                    failed_children(k, name, uid, a.keep).await;
                 }
                 return Ok(code);
             }
-            Some(SetPhase::Pending) if s.denied_by_policy => return Ok(set_outcome(&name, &s)),
+            Some(SetPhase::Pending) if s.denied_by_policy => return Ok(set_outcome(name, &s)),
             _ => bar.show(&s.children, false),
         }
     }

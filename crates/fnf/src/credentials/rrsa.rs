@@ -6,6 +6,7 @@ use crate::FnfError;
 use crate::http::{read_capped, rpc_timestamp, transport_error};
 use crate::redact::{MAX_EXCERPT, MAX_MESSAGE, MAX_SHORT, Redactor};
 use crate::sign::encode_pairs;
+use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -130,22 +131,39 @@ impl RrsaProvider {
         now: Timestamp,
         held: Option<&Credentials>,
     ) -> Result<(Credentials, Timestamp), CredentialsError> {
-        let c = &self.config;
         // Re-read at every refresh: the kubelet rotates the projected token.
-        let token = tokio::fs::read_to_string(&c.token_file)
-            .await
-            .map_err(|e| {
-                let none = Redactor::none();
-                CredentialsError::TokenFile {
-                    path: none.clean(&c.token_file, MAX_MESSAGE),
-                    reason: none.clean(&e.to_string(), MAX_MESSAGE),
-                }
-            })?;
+        let token = self.read_token().await?;
         let token = token.trim();
         let mut redactor = Redactor::new([token]);
         if let Some(held) = held {
             redactor = redactor.with_credentials(held);
         }
+        let (status, bytes) = self.call_sts(now, token, &redactor).await?;
+        sts_keys(status, &bytes, &redactor)
+    }
+
+    /// The OIDC token file's content; an error names the file and why, both made printable
+    /// (there is no secret to remove yet).
+    async fn read_token(&self) -> Result<String, CredentialsError> {
+        let c = &self.config;
+        tokio::fs::read_to_string(&c.token_file).await.map_err(|e| {
+            let none = Redactor::none();
+            CredentialsError::TokenFile {
+                path: none.clean(&c.token_file, MAX_MESSAGE),
+                reason: none.clean(&e.to_string(), MAX_MESSAGE),
+            }
+        })
+    }
+
+    /// Sends the unsigned request (the role and the token in the form body) and reads the
+    /// answer's status and body, up to the cap; a transport error's text is cleaned.
+    async fn call_sts(
+        &self,
+        now: Timestamp,
+        token: &str,
+        redactor: &Redactor,
+    ) -> Result<(u16, Bytes), CredentialsError> {
+        let c = &self.config;
         let timestamp = rpc_timestamp(now);
         let query = [
             ("Action", "AssumeRoleWithOIDC"),
@@ -174,43 +192,52 @@ impl RrsaProvider {
             .send()
             .await
             .map_err(|e| unreachable(transport_error(e)))?;
-        let (status, bytes) = read_capped(resp).await.map_err(unreachable)?;
-        let answer: StsAnswer = serde_json::from_slice(&bytes).map_err(|e| {
-            CredentialsError::StsBadResponse(redactor.clean(
-                &format!(
-                    "HTTP {status}, body is not STS JSON ({e}): {}",
-                    redactor.clean_bytes(&bytes, MAX_EXCERPT)
-                ),
-                MAX_MESSAGE,
-            ))
-        })?;
-        if status != 200 || answer.credentials.is_none() {
-            let code = answer.code.as_deref().unwrap_or("Unknown");
-            let message = answer.message.as_deref().unwrap_or_default();
-            let request_id = answer.request_id.as_deref().unwrap_or("none");
-            return Err(CredentialsError::Sts {
-                status,
-                code: redactor.clean(code, MAX_SHORT),
-                message: redactor.clean(message, MAX_MESSAGE),
-                request_id: redactor.clean(request_id, MAX_SHORT),
-            });
-        }
-        let k = answer.credentials.expect("checked above");
-        let expiration: Timestamp = k.expiration.parse().map_err(|e| {
-            // The answer's own keys are secrets too.
-            let redactor = redactor
-                .clone()
-                .with([k.access_key_secret.as_str(), k.security_token.as_str()]);
-            CredentialsError::StsBadResponse(redactor.clean(
-                &format!("Expiration \"{}\": {e}", k.expiration),
-                MAX_MESSAGE,
-            ))
-        })?;
-        Ok((
-            Credentials::new(k.access_key_id, k.access_key_secret, Some(k.security_token)),
-            expiration,
-        ))
+        read_capped(resp).await.map_err(unreachable)
     }
+}
+
+/// The keys and their expiration from STS's answer; anything else is an error whose text
+/// is cleaned by `redactor` (and of the answer's own keys, when only the expiration is bad).
+fn sts_keys(
+    status: u16,
+    bytes: &[u8],
+    redactor: &Redactor,
+) -> Result<(Credentials, Timestamp), CredentialsError> {
+    let answer: StsAnswer = serde_json::from_slice(bytes).map_err(|e| {
+        CredentialsError::StsBadResponse(redactor.clean(
+            &format!(
+                "HTTP {status}, body is not STS JSON ({e}): {}",
+                redactor.clean_bytes(bytes, MAX_EXCERPT)
+            ),
+            MAX_MESSAGE,
+        ))
+    })?;
+    if status != 200 || answer.credentials.is_none() {
+        let code = answer.code.as_deref().unwrap_or("Unknown");
+        let message = answer.message.as_deref().unwrap_or_default();
+        let request_id = answer.request_id.as_deref().unwrap_or("none");
+        return Err(CredentialsError::Sts {
+            status,
+            code: redactor.clean(code, MAX_SHORT),
+            message: redactor.clean(message, MAX_MESSAGE),
+            request_id: redactor.clean(request_id, MAX_SHORT),
+        });
+    }
+    let k = answer.credentials.expect("checked above");
+    let expiration: Timestamp = k.expiration.parse().map_err(|e| {
+        // The answer's own keys are secrets too.
+        let redactor = redactor
+            .clone()
+            .with([k.access_key_secret.as_str(), k.security_token.as_str()]);
+        CredentialsError::StsBadResponse(redactor.clean(
+            &format!("Expiration \"{}\": {e}", k.expiration),
+            MAX_MESSAGE,
+        ))
+    })?;
+    Ok((
+        Credentials::new(k.access_key_id, k.access_key_secret, Some(k.security_token)),
+        expiration,
+    ))
 }
 
 #[cfg(test)]
