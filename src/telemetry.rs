@@ -303,12 +303,14 @@ mod tests {
             crate::crd::ExecutionStopSpec {
                 flow_name: "f".into(),
                 execution_name: "e".into(),
-                cause: None,
-                error: None,
-                region_id: None,
-                endpoint: None,
-                credentials_secret_ref: None,
-                max_attempts: None,
+                options: crate::crd::StopOptions {
+                    cause: None,
+                    error: None,
+                    region_id: None,
+                    endpoint: None,
+                    credentials_secret_ref: None,
+                    max_attempts: None,
+                },
             },
         );
         o.metadata.namespace = Some("ns".into());

@@ -167,14 +167,16 @@ mod tests {
         ExecutionStopSpec {
             flow_name: "f".into(),
             execution_name: "e".into(),
-            cause: None,
-            error: None,
-            region_id: None,
-            endpoint: Some(endpoint.into()),
-            credentials_secret_ref: own_secret.then(|| crate::crd::SecretRef {
-                name: "creds".into(),
-            }),
-            max_attempts: None,
+            options: crate::crd::StopOptions {
+                cause: None,
+                error: None,
+                region_id: None,
+                endpoint: Some(endpoint.into()),
+                credentials_secret_ref: own_secret.then(|| crate::crd::SecretRef {
+                    name: "creds".into(),
+                }),
+                max_attempts: None,
+            },
         }
     }
 
@@ -317,10 +319,10 @@ mod tests {
     #[test]
     fn region_and_operator_default_endpoints_are_trusted() {
         let mut s = spec("x", false);
-        s.endpoint = None;
-        s.region_id = Some("cn-hangzhou".into());
+        s.options.endpoint = None;
+        s.options.region_id = Some("cn-hangzhou".into());
         assert!(resolve(&s, &defaults()).is_ok());
-        s.region_id = None;
+        s.options.region_id = None;
         assert!(matches!(resolve(&s, &defaults()), Err(Cannot::Unusable(_))));
         let config = Endpoints {
             default: Some(Endpoint::url("http://127.0.0.1:9", false).unwrap()),

@@ -426,7 +426,11 @@ fn refused(
 
 /// StopExecution calls allowed in total: the object's, or the operator's default.
 fn max_attempts(i: &Input<'_>) -> u32 {
-    i.spec.max_attempts.unwrap_or(i.tuning.max_attempts).max(1)
+    i.spec
+        .options
+        .max_attempts
+        .unwrap_or(i.tuning.max_attempts)
+        .max(1)
 }
 
 /// With nothing observed yet: what the current status calls for.
@@ -444,7 +448,7 @@ fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reas
         Some(Phase::Failed) if s.rejected_credentials_version.is_some() => {
             let changed = match i.credentials {
                 // Whether the Secret changed is only known by reading it.
-                Credentials::Unread if i.spec.credentials_secret_ref.is_some() => {
+                Credentials::Unread if i.spec.options.credentials_secret_ref.is_some() => {
                     return (Action::ReadCredentials, None);
                 }
                 Credentials::Secret(v) => s.rejected_credentials_version.as_deref() != Some(v),

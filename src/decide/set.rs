@@ -305,7 +305,7 @@ fn list(i: &Input<'_>, s: &mut Draft, started_before: Option<Timestamp>) -> Acti
 fn recheck(i: &Input<'_>, s: &mut Draft) -> Action {
     let changed = match i.credentials {
         // Whether the Secret changed is only known by reading it.
-        Credentials::Unread if i.spec.credentials_secret_ref.is_some() => {
+        Credentials::Unread if i.spec.options.credentials_secret_ref.is_some() => {
             return Action::ReadCredentials;
         }
         Credentials::Secret(v) => s.rejected_credentials_version.as_deref() != Some(v),

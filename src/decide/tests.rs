@@ -7,12 +7,14 @@ fn spec() -> ExecutionStopSpec {
     ExecutionStopSpec {
         flow_name: "flow".into(),
         execution_name: "exec".into(),
-        cause: None,
-        error: None,
-        region_id: None,
-        endpoint: None,
-        credentials_secret_ref: None,
-        max_attempts: Some(3),
+        options: crate::crd::StopOptions {
+            cause: None,
+            error: None,
+            region_id: None,
+            endpoint: None,
+            credentials_secret_ref: None,
+            max_attempts: Some(3),
+        },
     }
 }
 
@@ -677,7 +679,7 @@ fn a_stop_is_ours_only_when_one_of_our_attempts_can_have_made_it() {
 
 fn run_unread(s: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision {
     let mut spec = spec();
-    spec.credentials_secret_ref = Some(crate::crd::SecretRef {
+    spec.options.credentials_secret_ref = Some(crate::crd::SecretRef {
         name: "creds".into(),
     });
     decide(&Input {

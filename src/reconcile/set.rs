@@ -200,12 +200,7 @@ impl Pass<'_> {
                     spec: ExecutionStopSpec {
                         flow_name: spec.flow_name.clone(),
                         execution_name: execution,
-                        cause: spec.cause.clone(),
-                        error: spec.error.clone(),
-                        region_id: spec.region_id.clone(),
-                        endpoint: spec.endpoint.clone(),
-                        credentials_secret_ref: spec.credentials_secret_ref.clone(),
-                        max_attempts: spec.max_attempts,
+                        options: spec.options.clone(),
                     },
                     status: None,
                 };

@@ -158,8 +158,8 @@ impl Pass<'_> {
         let req = StopRequest {
             flow_name: self.obj.spec.flow_name.clone(),
             execution_name: self.obj.spec.execution_name.clone(),
-            cause: self.obj.spec.cause.clone(),
-            error: self.obj.spec.error.clone(),
+            cause: self.obj.spec.options.cause.clone(),
+            error: self.obj.spec.options.error.clone(),
             request_id: Some(request_id),
         };
         let started = Instant::now();

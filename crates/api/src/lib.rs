@@ -63,6 +63,16 @@ pub struct ExecutionStopSpec {
         regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
     )]
     pub execution_name: String,
+    /// How the stop is made and with what keys.
+    #[serde(flatten)]
+    pub options: StopOptions,
+}
+
+/// How a stop is made and with what keys: what an ExecutionStop and an ExecutionStopSet
+/// share (a set gives its own to every ExecutionStop it creates).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StopOptions {
     /// Why the execution is stopped (Cause), 1 to 4096 characters. Recorded on the execution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
@@ -107,22 +117,23 @@ pub trait Target {
 }
 
 macro_rules! target {
-    ($t:ty) => {
+    ($t:ty $(, $options:ident)?) => {
         impl Target for $t {
             fn region_id(&self) -> Option<&str> {
-                self.region_id.as_deref()
+                self$(.$options)?.region_id.as_deref()
             }
             fn endpoint(&self) -> Option<&str> {
-                self.endpoint.as_deref()
+                self$(.$options)?.endpoint.as_deref()
             }
             fn credentials_secret_ref(&self) -> Option<&SecretRef> {
-                self.credentials_secret_ref.as_ref()
+                self$(.$options)?.credentials_secret_ref.as_ref()
             }
         }
     };
 }
-target!(ExecutionStopSpec);
-target!(ExecutionStopSetSpec);
+target!(StopOptions);
+target!(ExecutionStopSpec, options);
+target!(ExecutionStopSetSpec, options);
 
 /// A Secret in the ExecutionStop's own namespace. There is deliberately no namespace field.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -1,7 +1,7 @@
 //! The `ExecutionStopSet` resource: stop every execution of a flow that matches a selector,
 //! after a preview. Types only.
 
-use super::{LastError, SecretRef, conditions_schema};
+use super::{LastError, StopOptions, conditions_schema};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -59,39 +59,10 @@ pub struct ExecutionStopSetSpec {
     /// Preview only: list and count, stop nothing. May change only from true to false.
     #[serde(default)]
     pub dry_run: bool,
-    /// Why the executions are stopped (Cause), 1 to 4096 characters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 4096))]
-    pub cause: Option<String>,
-    /// Error code recorded on the stopped executions (Error), 1 to 128 characters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 128))]
-    pub error: Option<String>,
-    /// Region of the flow, e.g. cn-hangzhou. Without it (and without endpoint) the
-    /// operator's default applies.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 64),
-        regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$")
-    )]
-    pub region_id: Option<String>,
-    /// Explicit API endpoint, instead of regionId: scheme, host and optional port only
-    /// (https, or http on loopback), e.g. https://cn-hangzhou.fnf.aliyuncs.com; no path,
-    /// query, fragment or user@.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(min = 1, max = 2048),
-        regex(pattern = r"^https?://[^/?#@\s]+/?$")
-    )]
-    pub endpoint: Option<String>,
-    /// A Secret in this namespace with keys accessKeyId, accessKeySecret and optionally
-    /// securityToken; the set and every ExecutionStop it creates use it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credentials_secret_ref: Option<SecretRef>,
-    /// maxAttempts of every ExecutionStop the set creates (1 to 100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 100))]
-    pub max_attempts: Option<u32>,
+    /// How each execution is stopped and with what keys: cause, error, regionId or
+    /// endpoint, credentialsSecretRef, maxAttempts, given to every ExecutionStop it creates.
+    #[serde(flatten)]
+    pub options: StopOptions,
 }
 
 /// Every spec field but dryRun unchanged, and dryRun unchanged or true → false.

@@ -11,7 +11,9 @@ use flowstop_api::set::{
     ExecutionStopSet, ExecutionStopSetSpec, ExecutionStopSetStatus, SET_LABEL, Selector,
     SelectorStatus, SetPhase,
 };
-use flowstop_api::{ExecutionStop, ExecutionStopSpec, ExecutionStopStatus, Phase, SecretRef};
+use flowstop_api::{
+    ExecutionStop, ExecutionStopSpec, ExecutionStopStatus, Phase, SecretRef, StopOptions,
+};
 use flowstop_api::{condition, exit};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
@@ -113,6 +115,17 @@ fn name_prefix(s: &str) -> String {
     format!("{}-", p.trim_end_matches('-'))
 }
 
+/// How the command's stops are made: its cause, error, region and Secret.
+fn options(a: &StopArgs) -> StopOptions {
+    StopOptions {
+        cause: a.cause.clone(),
+        error: a.error.clone(),
+        region_id: a.region.clone(),
+        credentials_secret_ref: a.secret.clone().map(|name| SecretRef { name }),
+        ..StopOptions::default()
+    }
+}
+
 fn meta(k: &Kube, a: &StopArgs, from: &str) -> ObjectMeta {
     ObjectMeta {
         name: a.name.clone(),
@@ -180,12 +193,7 @@ async fn single(k: &Kube, a: &StopArgs, execution: String, made: &Made) -> Resul
         spec: ExecutionStopSpec {
             flow_name: a.flow.clone(),
             execution_name: execution.clone(),
-            cause: a.cause.clone(),
-            error: a.error.clone(),
-            region_id: a.region.clone(),
-            endpoint: None,
-            credentials_secret_ref: a.secret.clone().map(|name| SecretRef { name }),
-            max_attempts: None,
+            options: options(a),
         },
         status: None,
     };
@@ -370,12 +378,7 @@ fn preview_set(k: &Kube, a: &StopArgs) -> ExecutionStopSet {
             },
             max_count,
             dry_run: true,
-            cause: a.cause.clone(),
-            error: a.error.clone(),
-            region_id: a.region.clone(),
-            endpoint: None,
-            credentials_secret_ref: a.secret.clone().map(|name| SecretRef { name }),
-            max_attempts: None,
+            options: options(a),
         },
         status: None,
     }

@@ -259,12 +259,14 @@ fn regions_of_objects() {
     let spec = |region: Option<&str>, endpoint: Option<&str>| ExecutionStopSpec {
         flow_name: "f".into(),
         execution_name: "e".into(),
-        cause: None,
-        error: None,
-        region_id: region.map(String::from),
-        endpoint: endpoint.map(String::from),
-        credentials_secret_ref: None,
-        max_attempts: None,
+        options: crate::crd::StopOptions {
+            cause: None,
+            error: None,
+            region_id: region.map(String::from),
+            endpoint: endpoint.map(String::from),
+            credentials_secret_ref: None,
+            max_attempts: None,
+        },
     };
     for (s, want) in [
         (spec(Some("cn-hangzhou"), None), Some("cn-hangzhou")),

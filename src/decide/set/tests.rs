@@ -10,12 +10,14 @@ fn spec(dry_run: bool, max_count: u32) -> ExecutionStopSetSpec {
         selector: Selector::default(),
         max_count,
         dry_run,
-        cause: None,
-        error: None,
-        region_id: None,
-        endpoint: None,
-        credentials_secret_ref: None,
-        max_attempts: None,
+        options: crate::crd::StopOptions {
+            cause: None,
+            error: None,
+            region_id: None,
+            endpoint: None,
+            credentials_secret_ref: None,
+            max_attempts: None,
+        },
     }
 }
 
@@ -655,7 +657,7 @@ fn a_rejected_listing_is_tried_again_when_the_secret_changes_and_not_before() {
         }))
     };
     let mut with_secret = spec(true, 5);
-    with_secret.credentials_secret_ref = Some(crate::crd::SecretRef {
+    with_secret.options.credentials_secret_ref = Some(crate::crd::SecretRef {
         name: "creds".into(),
     });
     let mut c = Case::new(with_secret, forbidden());
