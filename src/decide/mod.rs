@@ -119,6 +119,9 @@ pub struct Input<'a> {
     pub tuning: &'a Tuning,
     /// Whether the ExecutionStopPolicies allow this stop now.
     pub verdict: &'a policy::Verdict,
+    /// Where objects' requests may go (the operator's configuration): judged here, before
+    /// any key is read, as the verdict is.
+    pub endpoints: &'a endpoint::Endpoints,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -199,13 +202,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::Cannot(Cannot::NoCredentials(_)) if s.rejected_credentials_version.is_some() => {
             (Action::Wait(i.tuning.credentials_recheck), None)
         }
-        Outcome::Cannot(Cannot::NoCredentials(message)) => no_credentials(i, &mut s, message),
-        Outcome::Cannot(Cannot::Unusable(message)) => {
-            refused(i, &mut s, Reason::InvalidRequest, message)
-        }
-        Outcome::Cannot(Cannot::EndpointNotAllowed(message)) => {
-            refused(i, &mut s, Reason::EndpointNotAllowed, message)
-        }
+        Outcome::Cannot(cannot) => cannot_call(i, &mut s, cannot),
         Outcome::Stop(Ok(e)) => answered(i, &mut s, e),
         Outcome::Stop(Err(e)) => stop_failed(i, &mut s, e),
         Outcome::Describe(Ok(e)) => described(i, &mut s, e),
@@ -214,17 +211,16 @@ pub fn decide(i: &Input<'_>) -> Decision {
             failure(i, &mut s, e, false)
         }
     };
-    // A call needs the endpoint and keys: read them first, deciding nothing else yet.
+    // A call needs an endpoint it may go to, and keys: judge the one and read the other
+    // first, deciding nothing else yet.
     if matches!(i.outcome, Outcome::Nothing)
         && i.credentials == Credentials::Unread
-        && matches!(action, Action::Stop { .. } | Action::Describe { .. })
+        && matches!(
+            action,
+            Action::Stop { .. } | Action::Describe { .. } | Action::ReadCredentials
+        )
     {
-        return Decision {
-            action: Action::ReadCredentials,
-            status: i.status.clone(),
-            event: None,
-            retry: false,
-        };
+        return before_any_call(i);
     }
     let event = transition_event(old_phase, &s, reason_set, i);
     Decision {
@@ -372,6 +368,42 @@ fn described(
             }
             attempt_or_give_up(i, s)
         }
+    }
+}
+
+/// Before the first call of a pass: where it would go is judged here (a precondition, as the
+/// tenancy verdict is), so a refused endpoint sees no key read and no connection; then the
+/// keys are read.
+fn before_any_call(i: &Input<'_>) -> Decision {
+    let Err(cannot) = endpoint::resolve(i.spec, i.endpoints) else {
+        return Decision {
+            action: Action::ReadCredentials,
+            status: i.status.clone(),
+            event: None,
+            retry: false,
+        };
+    };
+    let mut s = i.status.clone();
+    let (action, reason) = cannot_call(i, &mut s, &cannot);
+    let event = transition_event(i.status.phase, &s, reason, i);
+    Decision {
+        action,
+        status: s,
+        event,
+        retry: false,
+    }
+}
+
+/// No call can be made as the object stands.
+fn cannot_call(
+    i: &Input<'_>,
+    s: &mut ExecutionStopStatus,
+    cannot: &Cannot,
+) -> (Action, Option<Reason>) {
+    match cannot {
+        Cannot::NoCredentials(message) => no_credentials(i, s, message),
+        Cannot::Unusable(message) => refused(i, s, Reason::InvalidRequest, message),
+        Cannot::EndpointNotAllowed(message) => refused(i, s, Reason::EndpointNotAllowed, message),
     }
 }
 

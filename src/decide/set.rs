@@ -106,6 +106,8 @@ pub struct Input<'a> {
     pub tuning: &'a Tuning,
     /// Whether the ExecutionStopPolicies allow this set now.
     pub verdict: &'a Verdict,
+    /// Where objects' requests may go: judged before any key is read.
+    pub endpoints: &'a super::endpoint::Endpoints,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -180,15 +182,13 @@ pub fn decide(i: &Input<'_>) -> Decision {
         Outcome::Listed(Err(e)) => list_failed(i, &mut s, e),
         Outcome::Created { taken } => created(i, &mut s, taken),
     };
+    // A listing needs an endpoint it may go to, and keys: judge the one and read the other
+    // first, deciding nothing else yet.
     if matches!(i.outcome, Outcome::Nothing)
         && i.credentials == Credentials::Unread
-        && matches!(action, Action::List { .. })
+        && matches!(action, Action::List { .. } | Action::ReadCredentials)
     {
-        return Decision {
-            action: Action::ReadCredentials,
-            status: i.status.clone(),
-            events: vec![],
-        };
+        return before_any_call(i);
     }
     let mut events = std::mem::take(&mut s.events);
     events.extend(s.reason.and_then(|r| event(i.status, &s.status, r)));
@@ -196,6 +196,34 @@ pub fn decide(i: &Input<'_>) -> Decision {
         action,
         status: s.status,
         events,
+    }
+}
+
+/// Before the first call of a pass: where it would go is judged here (a precondition, as
+/// the tenancy verdict is), so a refused endpoint sees no key read and no connection.
+fn before_any_call(i: &Input<'_>) -> Decision {
+    let why = match super::endpoint::resolve(i.spec, i.endpoints) {
+        Ok(_) => {
+            return Decision {
+                action: Action::ReadCredentials,
+                status: i.status.clone(),
+                events: vec![],
+            };
+        }
+        Err(Cannot::EndpointNotAllowed(m)) => (Reason::EndpointNotAllowed, m),
+        Err(Cannot::Unusable(m) | Cannot::NoCredentials(m)) => (Reason::InvalidRequest, m),
+    };
+    let mut s = Draft {
+        status: i.status.clone(),
+        reason: None,
+        events: vec![],
+    };
+    let action = refuse(i, &mut s, why.0, &why.1);
+    let events = s.reason.and_then(|r| event(i.status, &s.status, r));
+    Decision {
+        action,
+        status: s.status,
+        events: events.into_iter().collect(),
     }
 }
 

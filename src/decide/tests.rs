@@ -18,6 +18,14 @@ fn spec() -> ExecutionStopSpec {
     }
 }
 
+/// The operator's endpoints in these tests: a default, and Alibaba's hosts allowed.
+static ENDPOINTS: std::sync::LazyLock<endpoint::Endpoints> =
+    std::sync::LazyLock::new(|| endpoint::Endpoints {
+        default: Some(fnf::Endpoint::url("http://127.0.0.1:9", false).unwrap()),
+        allow_insecure_http: false,
+        allowed_hosts: endpoint::parse_allowlist(endpoint::DEFAULT_ALLOWED_HOSTS).unwrap(),
+    });
+
 fn t(s: &str) -> Timestamp {
     format!("2024-01-01T00:{s}Z").parse().unwrap()
 }
@@ -61,6 +69,7 @@ fn run_with(
         jitter: 0.5,
         tuning: &tuning,
         verdict: &policy::Verdict::Allowed,
+        endpoints: &ENDPOINTS,
     })
 }
 
@@ -471,6 +480,7 @@ fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
         jitter: 0.5,
         tuning: &Tuning::default(),
         verdict: &policy::Verdict::Allowed,
+        endpoints: &ENDPOINTS,
     });
     assert!(matches!(late.action, Action::Stop { .. }));
 }
@@ -695,6 +705,7 @@ fn run_unread(s: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision 
         jitter: 0.5,
         tuning: &Tuning::default(),
         verdict: &policy::Verdict::Allowed,
+        endpoints: &ENDPOINTS,
     })
 }
 
@@ -954,6 +965,7 @@ fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
             jitter: 0.5,
             tuning: &tuning,
             verdict: &policy::Verdict::Allowed,
+            endpoints: &ENDPOINTS,
         })
     };
     // Not yet called, and waiting to retry: both end, with no call.
@@ -995,6 +1007,7 @@ fn run_verdict(s: &ExecutionStopStatus, outcome: Outcome, verdict: policy::Verdi
         jitter: 0.5,
         tuning: &Tuning::default(),
         verdict: &verdict,
+        endpoints: &ENDPOINTS,
     })
 }
 
@@ -1224,4 +1237,31 @@ fn a_pass_hands_calls_past_its_budget_to_the_next_pass() {
     assert!(!yields(3, &stop, &t) && !yields(3, &describe, &t));
     assert!(yields(4, &stop, &t) && yields(4, &describe, &t));
     assert!(!yields(9, &Action::Done, &t) && !yields(9, &Action::ReadCredentials, &t));
+}
+
+#[test]
+fn a_refused_endpoint_is_judged_before_any_key_is_read() {
+    let mut spec = spec();
+    spec.options.endpoint = Some("https://evil.test".into());
+    let tuning = Tuning::default();
+    let status = ExecutionStopStatus::default();
+    let d = decide(&Input {
+        spec: &spec,
+        status: &status,
+        generation: 1,
+        uid: "uid",
+        abandoned: false,
+        created: t("00:00"),
+        credentials: Credentials::Unread,
+        outcome: &Outcome::Nothing,
+        now: t("00:00"),
+        jitter: 0.5,
+        tuning: &tuning,
+        verdict: &policy::Verdict::Allowed,
+        endpoints: &ENDPOINTS,
+    });
+    assert_eq!(d.action, Action::Done, "no ReadCredentials, no call");
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(ready(&d.status), ("False", "EndpointNotAllowed"));
+    assert!(d.event.is_some_and(|e| e.warning));
 }

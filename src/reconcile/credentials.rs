@@ -104,8 +104,8 @@ async fn find(
 }
 
 /// The endpoint and keys of an object, and the Secret's resourceVersion when the keys came
-/// from one. The endpoint is checked first: a refused host sees no lookup and no
-/// connection, and no credentials are fetched for it.
+/// from one. `decide` has judged the endpoint before asking for this read (a refused host
+/// sees no lookup, no connection and no key read); here it only becomes the account's URL.
 pub async fn account(
     ctx: &super::Context,
     ns: &str,

@@ -99,6 +99,7 @@ impl Pass<'_> {
             jitter: rand::random::<f64>(),
             tuning: &self.ctx.base.tuning,
             verdict: &self.verdict,
+            endpoints: &self.ctx.base.endpoints,
         })
     }
 

@@ -84,6 +84,7 @@ impl Pass<'_> {
             jitter: rand::random::<f64>(),
             tuning: &self.ctx.tuning,
             verdict: &self.verdict,
+            endpoints: &self.ctx.endpoints,
         })
     }
 

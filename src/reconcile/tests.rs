@@ -3,7 +3,9 @@
 //! log, so the order of status writes and calls can be read off it.
 
 use super::policy::Policies;
+use super::set::SetContext;
 use super::{Context, Error, SecretCache};
+use crate::crd::set::{ExecutionStopSet, ExecutionStopSetStatus};
 use crate::crd::{ExecutionStop, ExecutionStopStatus, Phase};
 use crate::decide::Tuning;
 use crate::decide::endpoint::{Endpoints, parse_allowlist};
@@ -26,8 +28,15 @@ use std::task::{Context as TaskContext, Poll};
 /// `describe`.
 type Log = Arc<Mutex<Vec<String>>>;
 
-/// fnf: every StopExecution answers Stopped; DescribeExecution answers Running.
-struct FakeFnf(Log);
+/// fnf: every StopExecution answers Stopped; DescribeExecution answers Running;
+/// ListExecutions answers a page of `PAGE_NAMES` names after the token it is given (`t1`,
+/// `t2`, …), the last of `pages` without a token.
+struct FakeFnf {
+    log: Log,
+    pages: u32,
+}
+
+const PAGE_NAMES: u32 = 3;
 
 impl FnfApi for FakeFnf {
     fn stop<'a>(
@@ -36,7 +45,7 @@ impl FnfApi for FakeFnf {
         req: &'a StopRequest,
     ) -> BoxFuture<'a, Result<Execution, FnfError>> {
         let id = req.request_id.clone().unwrap_or_default();
-        self.0.lock().unwrap().push(format!("stop {id}"));
+        self.log.lock().unwrap().push(format!("stop {id}"));
         let answer = serde_json::json!({"Status": "Stopped", "RequestId": format!("svc-{id}")});
         async move { Ok(serde_json::from_value(answer).unwrap()) }.boxed()
     }
@@ -48,7 +57,7 @@ impl FnfApi for FakeFnf {
         _: &'a str,
         _: u32,
     ) -> BoxFuture<'a, Result<Execution, FnfError>> {
-        self.0.lock().unwrap().push("describe".into());
+        self.log.lock().unwrap().push("describe".into());
         let answer = serde_json::json!({"Status": "Running", "RequestId": "d"});
         async move { Ok(serde_json::from_value(answer).unwrap()) }.boxed()
     }
@@ -56,9 +65,17 @@ impl FnfApi for FakeFnf {
     fn list<'a>(
         &'a self,
         _: &'a Account,
-        _: &'a ListRequest,
+        req: &'a ListRequest,
     ) -> BoxFuture<'a, Result<ExecutionList, FnfError>> {
-        unreachable!("no set in these tests")
+        let token = req.next_token.clone().unwrap_or_default();
+        self.log.lock().unwrap().push(format!("list {token}"));
+        let page: u32 = token.trim_start_matches('t').parse().unwrap_or(0);
+        let names: Vec<serde_json::Value> = (0..PAGE_NAMES)
+            .map(|n| serde_json::json!({"Name": format!("e{page}-{n}"), "Status": "Running"}))
+            .collect();
+        let next = (page + 1 < self.pages).then(|| format!("t{}", page + 1));
+        let answer = serde_json::json!({"Executions": names, "NextToken": next, "RequestId": "l"});
+        async move { Ok(serde_json::from_value(answer).unwrap()) }.boxed()
     }
 }
 
@@ -68,6 +85,10 @@ impl FnfApi for FakeFnf {
 struct FakeApi {
     log: Log,
     conflicts: Arc<Mutex<u32>>,
+    /// The ExecutionStopSet as the server holds it.
+    set: Arc<Mutex<serde_json::Value>>,
+    /// ExecutionStop names that exist already, created by someone else.
+    taken: Arc<Mutex<Vec<String>>>,
 }
 
 impl tower_service::Service<http::Request<Body>> for FakeApi {
@@ -99,6 +120,27 @@ impl tower_service::Service<http::Request<Body>> for FakeApi {
 impl FakeApi {
     fn answer(&self, method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
         let mut log = self.log.lock().unwrap();
+        if path.contains("/executionstopsets/") {
+            return self.set_answer(&mut log, method, path, body);
+        }
+        if method == "POST" && path.ends_with("/executionstops") {
+            let child: serde_json::Value = serde_json::from_slice(body).unwrap();
+            let name = child["metadata"]["name"].as_str().unwrap().to_string();
+            log.push(format!(
+                "create {}",
+                child["spec"]["executionName"].as_str().unwrap()
+            ));
+            if self.taken.lock().unwrap().contains(&name) {
+                return (409, status_error(409, "AlreadyExists"));
+            }
+            return (201, child);
+        }
+        if method == "GET" && path.contains("/executionstops/") {
+            // A name taken by a stranger: no controller ownerReference.
+            let mut stranger = object(None);
+            stranger["metadata"]["name"] = path.rsplit('/').next().unwrap().into();
+            return (200, stranger);
+        }
         if method == "PATCH" && path.ends_with("/status") {
             let patch: serde_json::Value = serde_json::from_slice(body).unwrap();
             let s = &patch["status"];
@@ -142,9 +184,49 @@ impl FakeApi {
     }
 }
 
+impl FakeApi {
+    fn set_answer(
+        &self,
+        log: &mut Vec<String>,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        let mut stored = self.set.lock().unwrap();
+        if method == "GET" {
+            return (200, stored.clone());
+        }
+        let patch: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let s = &patch["status"];
+        log.push(format!(
+            "patch set {} {} pages={} next={} complete={}",
+            s["phase"].as_str().unwrap_or("-"),
+            s["listing"]["pass"].as_str().unwrap_or("-"),
+            s["listing"]["pages"],
+            s["listing"]["nextToken"].as_str().unwrap_or("-"),
+            s["snapshotComplete"]
+        ));
+        let _ = path;
+        stored["status"] = s.clone();
+        stored["metadata"]["resourceVersion"] = "2".into();
+        (200, stored.clone())
+    }
+}
+
 fn status_error(code: u16, reason: &str) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
         "message": reason, "reason": reason, "code": code})
+}
+
+/// A live ExecutionStopSet with its own Secret.
+fn set_object(status: Option<ExecutionStopSetStatus>) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "flowstop.dev/v1alpha1", "kind": "ExecutionStopSet",
+        "metadata": {"name": "s", "namespace": "ns", "uid": "set-uid", "resourceVersion": "1",
+                     "generation": 1, "creationTimestamp": "2026-12-05T00:00:00Z"},
+        "spec": {"flowName": "f", "maxCount": 100, "credentialsSecretRef": {"name": "creds"}},
+        "status": status,
+    })
 }
 
 /// An ExecutionStop with its own Secret, as the watch shows it.
@@ -161,25 +243,35 @@ fn object(status: Option<ExecutionStopStatus>) -> serde_json::Value {
 struct Harness {
     log: Log,
     ctx: Arc<Context>,
+    api: FakeApi,
     /// Held so the shell does not take a closed channel for a shutdown.
     _running: tokio::sync::watch::Sender<bool>,
 }
 
 impl Harness {
     fn new(conflicts: u32) -> Self {
+        Self::with_pages(conflicts, 1)
+    }
+
+    fn with_pages(conflicts: u32, pages: u32) -> Self {
         let log = Log::default();
         let api = FakeApi {
             log: log.clone(),
             conflicts: Arc::new(Mutex::new(conflicts)),
+            set: Arc::new(Mutex::new(set_object(None))),
+            taken: Arc::default(),
         };
-        let client = kube::Client::new(api, "ns");
+        let client = kube::Client::new(api.clone(), "ns");
         let limit = Limit {
             burst: 100.0,
             per_second: 100.0,
         };
         let (running, stopping) = tokio::sync::watch::channel(false);
         let ctx = Context {
-            fnf: Arc::new(FakeFnf(log.clone())),
+            fnf: Arc::new(FakeFnf {
+                log: log.clone(),
+                pages,
+            }),
             endpoints: Endpoints {
                 default: Some(Endpoint::url("http://127.0.0.1:9", false).unwrap()),
                 allow_insecure_http: false,
@@ -206,6 +298,7 @@ impl Harness {
         Self {
             log,
             ctx: Arc::new(ctx),
+            api,
             _running: running,
         }
     }
@@ -215,6 +308,16 @@ impl Harness {
         super::stop::reconcile(Arc::new(obj), self.ctx.clone(), Lane::Interactive)
             .await
             .map(|_| ())
+    }
+
+    /// One pass over the set as the server holds it; the children cache is empty.
+    async fn set_pass(&self) -> Result<kube::runtime::controller::Action, Error> {
+        let set: ExecutionStopSet =
+            serde_json::from_value(self.api.set.lock().unwrap().clone()).unwrap();
+        let (children, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+        let ctx = Arc::new(SetContext::new(self.ctx.clone(), children));
+        super::set::reconcile(Arc::new(set), ctx).await
     }
 
     fn log(&self) -> Vec<String> {
@@ -288,4 +391,85 @@ async fn a_rejected_object_reads_its_secret_once_per_recheck_and_calls_only_when
         "{log:?}"
     );
     assert_eq!(h.stops(), 1, "{log:?}");
+}
+
+#[tokio::test]
+async fn a_set_reads_one_page_a_pass_and_records_where_it_stands() {
+    let h = Harness::with_pages(0, 3);
+    let then = h.set_pass().await.unwrap();
+    assert_eq!(
+        then,
+        kube::runtime::controller::Action::requeue(std::time::Duration::ZERO),
+        "the worker goes back to the queue after one page"
+    );
+    let log = h.log();
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("list")).count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(
+        log.last().unwrap(),
+        "patch set Listing Counting pages=1 next=t1 complete=false",
+        "{log:?}"
+    );
+    // The next pass (a restart would do the same) resumes at the recorded token.
+    h.set_pass().await.unwrap();
+    assert!(h.log().contains(&"list t1".to_string()), "{:?}", h.log());
+}
+
+#[tokio::test]
+async fn a_set_counts_every_page_before_it_creates_and_records_a_page_after_its_children() {
+    let h = Harness::with_pages(0, 2);
+    for _ in 0..4 {
+        h.set_pass().await.unwrap();
+    }
+    let log = h.log();
+    let at = |line: &str| log.iter().position(|l| l == line);
+    let first_create = log.iter().position(|l| l.starts_with("create")).unwrap();
+    let lists: Vec<&String> = log[..first_create]
+        .iter()
+        .filter(|l| l.starts_with("list"))
+        .collect();
+    assert_eq!(
+        lists,
+        ["list ", "list t1", "list "],
+        "counted, then listed again: {log:?}"
+    );
+    // Page one's children exist before the write that moves the listing on to page two.
+    let last_of_page_one = log
+        .iter()
+        .rposition(|l| l.starts_with("create e0-"))
+        .unwrap();
+    let moved_on = at("patch set Listing Creating pages=1 next=t1 complete=false");
+    assert!(moved_on.is_some_and(|m| m > last_of_page_one), "{log:?}");
+    let created: Vec<&String> = log.iter().filter(|l| l.starts_with("create")).collect();
+    assert_eq!(
+        created.len(),
+        2 * PAGE_NAMES as usize,
+        "one per execution: {log:?}"
+    );
+    assert!(
+        log.iter().any(|l| l.ends_with("complete=true")),
+        "the snapshot is complete: {log:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_name_held_by_a_stranger_is_reported_not_counted() {
+    let h = Harness::with_pages(0, 1);
+    let taken = super::set::child_name("s", "e0-1");
+    h.api.taken.lock().unwrap().push(taken);
+    h.set_pass().await.unwrap();
+    let set = h.api.set.lock().unwrap().clone();
+    let status = &set["status"];
+    assert_eq!(
+        status["nameTaken"],
+        serde_json::json!(["e0-1"]),
+        "{status:#}"
+    );
+    assert_eq!(status["nameConflicts"], 1, "{status:#}");
+    assert_eq!(status["matched"], PAGE_NAMES, "{status:#}");
+    // Pending padding counts only what the set created.
+    assert_eq!(status["children"]["total"], PAGE_NAMES - 1, "{status:#}");
 }

@@ -80,9 +80,20 @@ impl Case {
             jitter: 0.5,
             tuning: &TUNING,
             verdict: &self.verdict,
+            endpoints: &ENDPOINTS,
         }
     }
 }
+
+static ENDPOINTS: std::sync::LazyLock<crate::decide::endpoint::Endpoints> =
+    std::sync::LazyLock::new(|| crate::decide::endpoint::Endpoints {
+        default: Some(fnf::Endpoint::url("http://127.0.0.1:9", false).unwrap()),
+        allow_insecure_http: false,
+        allowed_hosts: crate::decide::endpoint::parse_allowlist(
+            crate::decide::endpoint::DEFAULT_ALLOWED_HOSTS,
+        )
+        .unwrap(),
+    });
 
 static TUNING: std::sync::LazyLock<Tuning> = std::sync::LazyLock::new(Tuning::default);
 
@@ -938,4 +949,15 @@ fn children_are_counted_by_phase() {
             failed: 1,
         }
     );
+}
+
+#[test]
+fn a_refused_endpoint_fails_the_set_before_any_key_is_read() {
+    let mut c = Case::new(spec(true, 5), Outcome::Nothing);
+    c.spec.options.endpoint = Some("https://evil.test".into());
+    c.credentials = Credentials::Unread;
+    let d = c.run();
+    assert_eq!(d.action, Action::Done, "no ReadCredentials, no listing");
+    assert_eq!(d.status.phase, Some(SetPhase::Failed));
+    assert_eq!(d.status.last_error.unwrap().code, "EndpointNotAllowed");
 }
