@@ -311,6 +311,7 @@ mod tests {
                     credentials_secret_ref: None,
                     max_attempts: None,
                 },
+                ttl_seconds_after_finished: None,
             },
         );
         o.metadata.namespace = Some("ns".into());

@@ -177,6 +177,7 @@ mod tests {
                 }),
                 max_attempts: None,
             },
+            ttl_seconds_after_finished: None,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod endpoint;
 pub mod policy;
+pub mod retention;
 pub mod set;
 mod status;
 #[cfg(test)]
@@ -122,6 +123,9 @@ pub struct Input<'a> {
     /// Where objects' requests may go (the operator's configuration): judged here, before
     /// any key is read, as the verdict is.
     pub endpoints: &'a endpoint::Endpoints,
+    /// A GitOps tool (or Helm) manages the object (`retention::managed_by_gitops`): its TTL
+    /// never deletes it.
+    pub gitops_managed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -136,6 +140,8 @@ pub enum Action {
     Describe { wait_seconds: u32 },
     /// Read the endpoint and credentials (one Secret `get` at most), then decide again.
     ReadCredentials,
+    /// Final, and its `ttlSecondsAfterFinished` has passed: delete the object (no call).
+    Delete,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -467,6 +473,16 @@ fn max_attempts(i: &Input<'_>) -> u32 {
 
 /// With nothing observed yet: what the current status calls for.
 fn next_step(i: &Input<'_>, s: &mut ExecutionStopStatus) -> (Action, Option<Reason>) {
+    // Retention: a final object (not one waiting to try new credentials) goes once its TTL
+    // has passed, and is looked at again when it will have.
+    if s.phase.is_some_and(Phase::is_final) && s.rejected_credentials_version.is_none() {
+        let ttl = i.spec.ttl_seconds_after_finished;
+        match retention::retention(ttl, i.gitops_managed, &s.conditions, i.now) {
+            retention::Retention::Delete => return (Action::Delete, None),
+            retention::Retention::After(d) => return (Action::Wait(d), None),
+            retention::Retention::Keep => {}
+        }
+    }
     match s.phase {
         // Refused by policy: waits, and is carried out once some policy allows it.
         Some(Phase::Pending) if s.denied_by_policy => match i.verdict {

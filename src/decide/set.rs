@@ -108,6 +108,8 @@ pub struct Input<'a> {
     pub verdict: &'a Verdict,
     /// Where objects' requests may go: judged before any key is read.
     pub endpoints: &'a super::endpoint::Endpoints,
+    /// A GitOps tool (or Helm) manages the set: its TTL never deletes it.
+    pub gitops_managed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -124,6 +126,9 @@ pub enum Action {
     },
     /// Create one ExecutionStop for each of these executions (existing ones are kept).
     Create(Vec<String>),
+    /// Final, and its `ttlSecondsAfterFinished` has passed: delete the set (its
+    /// ExecutionStops go with it; no call).
+    Delete,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -239,6 +244,17 @@ fn window_end(i: &Input<'_>, snapshot: Option<Timestamp>) -> Option<Timestamp> {
 fn next_step(i: &Input<'_>, s: &mut Draft) -> Action {
     if s.rejected_credentials_version.is_some() {
         return recheck(i, s);
+    }
+    // Retention: a set that is done (Completed, or failed for good) goes once its TTL has
+    // passed. A preview is never done.
+    let done = s.phase == Some(SetPhase::Completed) || gave_up(s);
+    if done && !i.spec.dry_run {
+        let ttl = i.spec.ttl_seconds_after_finished;
+        match super::retention::retention(ttl, i.gitops_managed, &s.conditions, i.now) {
+            super::retention::Retention::Delete => return Action::Delete,
+            super::retention::Retention::After(d) => return Action::Wait(d),
+            super::retention::Retention::Keep => {}
+        }
     }
     if let Some(next) = &s.next_attempt_time {
         if next.0 > i.now {

@@ -205,19 +205,3 @@ pub fn last_error(e: &FnfError) -> LastError {
 /// error message could rewrite the screen. The fnf client's own rule, applied again to
 /// what it did not write (our messages quoting names and endpoints).
 pub use fnf::redact::printable;
-
-#[cfg(test)]
-mod tests {
-    use super::printable;
-
-    #[test]
-    fn control_characters_are_escaped_and_length_is_bounded() {
-        assert_eq!(printable("\u{1b}[2Jgone", 100), "\\u{1b}[2Jgone");
-        assert_eq!(
-            printable("a\nb\u{7f}\u{9b}c", 100),
-            "a\\u{a}b\\u{7f}\\u{9b}c"
-        );
-        assert_eq!(printable("héllo wörld", 5), "héllo…");
-        assert_eq!(printable("ok", 2), "ok");
-    }
-}

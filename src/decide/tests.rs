@@ -15,6 +15,7 @@ fn spec() -> ExecutionStopSpec {
             credentials_secret_ref: None,
             max_attempts: Some(3),
         },
+        ttl_seconds_after_finished: None,
     }
 }
 
@@ -70,6 +71,7 @@ fn run_with(
         tuning: &tuning,
         verdict: &policy::Verdict::Allowed,
         endpoints: &ENDPOINTS,
+        gitops_managed: false,
     })
 }
 
@@ -481,6 +483,7 @@ fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
         tuning: &Tuning::default(),
         verdict: &policy::Verdict::Allowed,
         endpoints: &ENDPOINTS,
+        gitops_managed: false,
     });
     assert!(matches!(late.action, Action::Stop { .. }));
 }
@@ -706,6 +709,7 @@ fn run_unread(s: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision 
         tuning: &Tuning::default(),
         verdict: &policy::Verdict::Allowed,
         endpoints: &ENDPOINTS,
+        gitops_managed: false,
     })
 }
 
@@ -966,6 +970,7 @@ fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
             tuning: &tuning,
             verdict: &policy::Verdict::Allowed,
             endpoints: &ENDPOINTS,
+            gitops_managed: false,
         })
     };
     // Not yet called, and waiting to retry: both end, with no call.
@@ -1008,6 +1013,7 @@ fn run_verdict(s: &ExecutionStopStatus, outcome: Outcome, verdict: policy::Verdi
         tuning: &Tuning::default(),
         verdict: &verdict,
         endpoints: &ENDPOINTS,
+        gitops_managed: false,
     })
 }
 
@@ -1259,9 +1265,53 @@ fn a_refused_endpoint_is_judged_before_any_key_is_read() {
         tuning: &tuning,
         verdict: &policy::Verdict::Allowed,
         endpoints: &ENDPOINTS,
+        gitops_managed: false,
     });
     assert_eq!(d.action, Action::Done, "no ReadCredentials, no call");
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(ready(&d.status), ("False", "EndpointNotAllowed"));
     assert!(d.event.is_some_and(|e| e.warning));
+}
+
+#[test]
+fn a_final_object_with_a_ttl_is_deleted_once_it_has_passed_and_never_when_gitops_manages_it() {
+    let stopped = run(&attempted(1), Outcome::Stop(Ok(exec("Stopped"))), "00:00").status;
+    let mut spec = spec();
+    spec.ttl_seconds_after_finished = Some(60);
+    let tuning = Tuning::default();
+    let at = |now: &str, managed: bool| {
+        decide(&Input {
+            spec: &spec,
+            status: &stopped,
+            generation: 1,
+            uid: "uid",
+            abandoned: false,
+            created: t("00:00"),
+            credentials: Credentials::Unread,
+            outcome: &Outcome::Nothing,
+            now: t(now),
+            jitter: 0.5,
+            tuning: &tuning,
+            verdict: &policy::Verdict::Allowed,
+            endpoints: &ENDPOINTS,
+            gitops_managed: managed,
+        })
+    };
+    assert_eq!(
+        at("00:30", false).action,
+        Action::Wait(Duration::from_secs(30))
+    );
+    let d = at("01:00", false);
+    assert_eq!(d.action, Action::Delete, "no call, no credentials read");
+    assert_eq!(d.status, stopped, "nothing written");
+    assert_eq!(
+        at("59:00", true).action,
+        Action::Done,
+        "a GitOps tool's object stays"
+    );
+    // Without a TTL: kept.
+    assert_eq!(
+        run(&stopped, Outcome::Nothing, "59:00").action,
+        Action::Done
+    );
 }

@@ -100,6 +100,10 @@ impl Pass<'_> {
             tuning: &self.ctx.base.tuning,
             verdict: &self.verdict,
             endpoints: &self.ctx.base.endpoints,
+            gitops_managed: crate::decide::retention::managed_by_gitops(
+                self.obj.labels(),
+                self.obj.annotations(),
+            ),
         })
     }
 
@@ -202,6 +206,7 @@ impl Pass<'_> {
                         flow_name: spec.flow_name.clone(),
                         execution_name: execution,
                         options: spec.options.clone(),
+                        ttl_seconds_after_finished: None,
                     },
                     status: None,
                 };
@@ -282,6 +287,10 @@ pub async fn reconcile(
         events.extend(d.events);
         observed = match d.action {
             Action::Done => break controller::Action::await_change(),
+            Action::Delete => {
+                shell::delete(&ctx.base.client, &*obj).await?;
+                return Ok(controller::Action::await_change());
+            }
             Action::Wait(w) => break controller::Action::requeue(w),
             Action::ReadCredentials => pass.read_credentials().await?,
             Action::List {

@@ -5,7 +5,7 @@ use super::{Error, MANAGER};
 use crate::decide::{self, Credentials};
 use crate::telemetry::Metrics;
 use fnf::Account;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
@@ -71,6 +71,38 @@ where
             Err(kube::Error::Api(e)) if e.code == 409 => Err(Error::Conflict),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Deletes a final object whose TTL has passed: this very object (its uid a precondition,
+/// so a new one of the same name is never taken for it), never anything in the cloud.
+pub async fn delete<K>(client: &kube::Client, obj: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: obj.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&obj.name_any(), &params).await {
+        Ok(_) => {
+            tracing::info!(
+                name = obj.name_any(),
+                namespace = obj.namespace(),
+                "deleted: its ttlSecondsAfterFinished has passed"
+            );
+            Ok(())
+        }
+        // Gone already, or a new object of that name: nothing of ours to delete.
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -85,6 +85,10 @@ impl Pass<'_> {
             tuning: &self.ctx.tuning,
             verdict: &self.verdict,
             endpoints: &self.ctx.endpoints,
+            gitops_managed: decide::retention::managed_by_gitops(
+                self.obj.labels(),
+                self.obj.annotations(),
+            ),
         })
     }
 
@@ -309,6 +313,10 @@ pub async fn reconcile(
         }
         observed = match d.action {
             Action::Done => return pass.finish(controller::Action::await_change()).await,
+            Action::Delete => {
+                shell::delete(&ctx.client, &pass.obj).await?;
+                return Ok(controller::Action::await_change());
+            }
             Action::Wait(w) => return pass.finish(controller::Action::requeue(w)).await,
             Action::ReadCredentials => pass.read_credentials().await?,
             Action::Describe { wait_seconds } => {

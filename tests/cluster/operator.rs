@@ -377,3 +377,74 @@ async fn an_attempt_left_pending_by_a_crash_is_confirmed_then_made() {
     assert!(cloud.count("DescribeExecution", "OK") >= 2);
     op.stop().await;
 }
+
+/// Retention: a final ExecutionStop with `ttlSecondsAfterFinished` is deleted that long
+/// after it became final, with no call; one that Argo CD or Flux tracks stays (the tool
+/// would only create it again), as does one without a TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_object_goes_after_its_ttl_unless_a_gitops_tool_manages_it() {
+    let c = installed();
+    let (ns, cloud, op) = setup("ttl", |_| {}, &[]).await;
+    for e in ["e1", "e2", "e3", "e4"] {
+        cloud.start("f", e, None).await;
+    }
+    let stop = |name: &str, e: &str| ExecutionStop::new(&ns, name, "f", e).secret("creds");
+    c.apply(&testkit::fixtures::list([
+        stop("argo", "e2")
+            .ttl(1)
+            .annotation(
+                "argocd.argoproj.io/tracking-id",
+                "app:flowstop.dev/ExecutionStop:ns/argo",
+            )
+            .yaml(),
+        stop("flux", "e3")
+            .ttl(1)
+            .label("kustomize.toolkit.fluxcd.io/name", "drain")
+            .yaml(),
+        stop("kept", "e4").yaml(),
+    ]));
+    for name in ["argo", "flux", "kept"] {
+        wait_for(c, &ns, name, "jsonpath={.status.phase}=Stopped");
+    }
+    // Final after the others, so once it is gone their TTL has passed too.
+    c.apply(&stop("short-lived", "e1").ttl(1).yaml());
+    let out = c.kubectl(
+        &[
+            "wait",
+            "-n",
+            &ns,
+            "executionstop/short-lived",
+            "--for=delete",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "not deleted after its TTL: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The tracked ones' TTL passed before: they are still there.
+    let names = c.must(
+        &[
+            "get",
+            "estop",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+        None,
+    );
+    assert_eq!(
+        names.split_whitespace().collect::<Vec<_>>(),
+        ["argo", "flux", "kept"]
+    );
+    assert_eq!(
+        cloud.count("StopExecution", "OK"),
+        4,
+        "one call each, none on deletion"
+    );
+    assert_eq!(cloud.calls("StopExecution"), 4);
+    op.stop().await;
+}

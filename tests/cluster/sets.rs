@@ -7,7 +7,7 @@ use std::time::Duration;
 use testkit::cloud::Cloud;
 use testkit::cloud::{AK, SK};
 use testkit::fixtures::secret;
-use testkit::operator::{Operator, eventually, installed, setup, wait_event};
+use testkit::operator::{Operator, eventually, installed, ready_condition, setup, wait_event};
 
 fn set_yaml(ns: &str, name: &str, spec: &str) -> String {
     format!(
@@ -183,13 +183,7 @@ async fn more_matches_than_max_count_stop_nothing_and_a_missing_flow_fails() {
     ));
     let s = wait_set(&ns, "nothing", "condition=Ready");
     assert_eq!(s["phase"], "Completed", "{s:#}");
-    let ready = s["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = ready_condition(&s);
     assert_eq!(ready["reason"], "NoMatches", "{s:#}");
 
     c.apply(&set_yaml(&ns, "noflow", "  maxCount: 2\n").replace("flowName: f", "flowName: nope"));
@@ -657,13 +651,7 @@ async fn a_stale_preview_never_stands_in_for_the_live_snapshot() {
     assert_eq!(s["phase"], "Completed", "{s:#}");
     assert_eq!(s["matched"], 0, "{s:#}");
     assert_eq!(s["children"]["total"], 0, "{s:#}");
-    let ready = s["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = ready_condition(&s);
     assert_eq!(ready["reason"], "NoMatches", "{s:#}");
     assert!(children(&ns, "all-gone").is_empty());
     op.stop().await;
@@ -808,13 +796,7 @@ async fn a_squatted_or_forged_child_is_reported_and_never_counted() {
     assert_eq!(s["nameConflicts"], 1, "{s:#}");
     assert_eq!(s["children"]["total"], 2, "neither stranger counts; {s:#}");
     assert_eq!(s["children"]["stopped"], 2, "{s:#}");
-    let ready = s["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = ready_condition(&s);
     assert_eq!(ready["reason"], "NameTaken", "{s:#}");
     let msg = ready["message"].as_str().unwrap();
     assert!(msg.contains("v-1") && msg.contains("not stopped"), "{msg}");

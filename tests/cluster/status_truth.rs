@@ -5,7 +5,9 @@
 use testkit::cloud::Cloud;
 use testkit::cloud::{AK, SK};
 use testkit::fixtures::{ExecutionStop, secret};
-use testkit::operator::{Operator, eventually, installed, setup, status, uid, wait_for};
+use testkit::operator::{
+    Operator, eventually, installed, ready_condition, setup, status, uid, wait_for,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_namespaces_one_execution_one_stopped_one_already_finished() {
@@ -216,13 +218,7 @@ async fn an_accepted_stop_whose_confirmation_is_refused_is_not_sent_again() {
     wait_for(c, &ns, "s", "condition=Ready");
     let s = status(c, &ns, "s");
     assert_eq!(s["phase"], "Stopped", "{s}");
-    let ready = s["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = ready_condition(&s);
     assert_eq!(ready["reason"], "StopAccepted", "{s}");
     let msg = ready["message"].as_str().unwrap();
     assert!(msg.contains("fnf:DescribeExecution"), "{msg}");

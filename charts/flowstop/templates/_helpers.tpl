@@ -46,10 +46,10 @@ namespace, else in a Role in each watched namespace (rbac.yaml). */}}
 {{- define "flowstop.namespacedRules" }}
 - apiGroups: [flowstop.dev]
   resources: [executionstops]
-  verbs: [get, list, watch, create]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [flowstop.dev]
   resources: [executionstopsets]
-  verbs: [get, list, watch]
+  verbs: [get, list, watch, delete]
 - apiGroups: [flowstop.dev]
   resources: [executionstops/status, executionstopsets/status]
   verbs: [get, patch]

@@ -66,6 +66,12 @@ pub struct ExecutionStopSpec {
     /// How the stop is made and with what keys.
     #[serde(flatten)]
     pub options: StopOptions,
+    /// Delete this object this many seconds after it is final, as Jobs'
+    /// ttlSecondsAfterFinished does (0: as soon as it is final). Never for an object a GitOps
+    /// tool or Helm manages (Argo CD's tracking annotation or label, Flux's labels): remove it
+    /// from git instead. Deleting it makes no call. Unset: kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<u32>,
 }
 
 /// How a stop is made and with what keys: what an ExecutionStop and an ExecutionStopSet

@@ -63,6 +63,13 @@ pub struct ExecutionStopSetSpec {
     /// endpoint, credentialsSecretRef, maxAttempts, given to every ExecutionStop it creates.
     #[serde(flatten)]
     pub options: StopOptions,
+    /// Delete this object this many seconds after it is final, as Jobs'
+    /// ttlSecondsAfterFinished does (0: as soon as it is final); its
+    /// ExecutionStops go with it (garbage collector). Never for an object a GitOps
+    /// tool or Helm manages (Argo CD's tracking annotation or label, Flux's labels): remove it
+    /// from git instead. Deleting it makes no call. Unset: kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<u32>,
 }
 
 /// Every spec field but dryRun unchanged, and dryRun unchanged or true → false.

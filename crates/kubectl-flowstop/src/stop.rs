@@ -85,6 +85,26 @@ pub struct StopArgs {
     /// does not go live is deleted too. Either way stderr says what was deleted or kept
     #[arg(long)]
     pub keep: bool,
+    /// Delete what this command created this long after it is final (its
+    /// ttlSecondsAfterFinished; the operator deletes it, with no call), e.g. 1h, 24h;
+    /// `never` keeps it
+    #[arg(long, default_value = "168h", value_parser = parse_ttl)]
+    pub ttl: Ttl,
+}
+
+/// `--ttl`: seconds after the object is final, or none (`never`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ttl(pub Option<u32>);
+
+fn parse_ttl(s: &str) -> Result<Ttl, String> {
+    match s {
+        "never" => Ok(Ttl(None)),
+        _ => parse_duration(s).and_then(|d| {
+            u32::try_from(d.as_secs())
+                .map(|secs| Ttl(Some(secs)))
+                .map_err(|_| format!("{s:?}: at most {} seconds", u32::MAX))
+        }),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -194,6 +214,7 @@ async fn single(k: &Kube, a: &StopArgs, execution: String, made: &Made) -> Resul
             flow_name: a.flow.clone(),
             execution_name: execution.clone(),
             options: options(a),
+            ttl_seconds_after_finished: a.ttl.0,
         },
         status: None,
     };
@@ -379,6 +400,7 @@ fn preview_set(k: &Kube, a: &StopArgs) -> ExecutionStopSet {
             max_count,
             dry_run: true,
             options: options(a),
+            ttl_seconds_after_finished: a.ttl.0,
         },
         status: None,
     }
@@ -671,5 +693,18 @@ fn human(d: Duration) -> String {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Ttl, parse_ttl};
+
+    #[test]
+    fn ttl_is_a_duration_or_never() {
+        assert_eq!(parse_ttl("168h"), Ok(Ttl(Some(604_800))));
+        assert_eq!(parse_ttl("90s"), Ok(Ttl(Some(90))));
+        assert_eq!(parse_ttl("never"), Ok(Ttl(None)));
+        assert!(parse_ttl("soon").is_err());
     }
 }

@@ -71,6 +71,20 @@ async fn each_outcome_has_its_exit_code_and_the_output_matches_the_golden_file()
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     let golden = include_str!("golden/stop-wait.txt");
     assert_eq!(stdout.replace(&uid(&ns, "golden"), "<uid>"), golden);
+    // What it creates goes a week after it is final (--ttl's default).
+    let ttl = testkit::operator::installed().must(
+        &[
+            "get",
+            "estop",
+            "-n",
+            &ns,
+            "golden",
+            "-o",
+            "jsonpath={.spec.ttlSecondsAfterFinished}",
+        ],
+        None,
+    );
+    assert_eq!(ttl.trim(), "604800");
 
     // Already finished: 3, or 0 with --already-finished-ok.
     let out = kubectl_flowstop(&ns, &["stop", "f", "e2", "--secret", "creds", "--wait"]).await;

@@ -9,6 +9,8 @@ pub struct ExecutionStop {
     namespace: String,
     name: String,
     spec: Map<String, Value>,
+    labels: Map<String, Value>,
+    annotations: Map<String, Value>,
 }
 
 impl ExecutionStop {
@@ -20,6 +22,8 @@ impl ExecutionStop {
             namespace: namespace.into(),
             name: name.into(),
             spec,
+            labels: Map::new(),
+            annotations: Map::new(),
         }
     }
 
@@ -53,11 +57,30 @@ impl ExecutionStop {
         self.with("maxAttempts", n)
     }
 
+    pub fn ttl(self, seconds: u32) -> Self {
+        self.with("ttlSecondsAfterFinished", seconds)
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.annotations.insert(key.into(), value.into());
+        self
+    }
+
     pub fn yaml(&self) -> String {
         json!({
             "apiVersion": "flowstop.dev/v1alpha1",
             "kind": "ExecutionStop",
-            "metadata": { "name": self.name, "namespace": self.namespace },
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": self.labels,
+                "annotations": self.annotations,
+            },
             "spec": self.spec,
         })
         .to_string()

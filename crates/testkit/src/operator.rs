@@ -287,6 +287,15 @@ pub fn status(c: &Cluster, ns: &str, name: &str) -> serde_json::Value {
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["status"].clone()
 }
 
+/// The Ready condition of a status, as `kubectl get -o json` shows it.
+pub fn ready_condition(status: &serde_json::Value) -> serde_json::Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no Ready condition in {status:#}"))
+}
+
 /// Waits (bounded: 60 s) until `probe` holds, polling an observable state.
 pub async fn eventually<F, Fut>(what: &str, mut probe: F)
 where

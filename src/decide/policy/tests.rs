@@ -267,6 +267,7 @@ fn regions_of_objects() {
             credentials_secret_ref: None,
             max_attempts: None,
         },
+        ttl_seconds_after_finished: None,
     };
     for (s, want) in [
         (spec(Some("cn-hangzhou"), None), Some("cn-hangzhou")),

@@ -18,6 +18,7 @@ fn spec(dry_run: bool, max_count: u32) -> ExecutionStopSetSpec {
             credentials_secret_ref: None,
             max_attempts: None,
         },
+        ttl_seconds_after_finished: None,
     }
 }
 
@@ -47,6 +48,7 @@ struct Case {
     credentials: Credentials<'static>,
     now: &'static str,
     verdict: Verdict,
+    gitops_managed: bool,
 }
 
 impl Case {
@@ -60,6 +62,7 @@ impl Case {
             credentials: Credentials::Operator,
             now: "00:00",
             verdict: Verdict::Allowed,
+            gitops_managed: false,
         }
     }
 
@@ -81,6 +84,7 @@ impl Case {
             tuning: &TUNING,
             verdict: &self.verdict,
             endpoints: &ENDPOINTS,
+            gitops_managed: self.gitops_managed,
         }
     }
 }
@@ -960,4 +964,30 @@ fn a_refused_endpoint_fails_the_set_before_any_key_is_read() {
     assert_eq!(d.action, Action::Done, "no ReadCredentials, no listing");
     assert_eq!(d.status.phase, Some(SetPhase::Failed));
     assert_eq!(d.status.last_error.unwrap().code, "EndpointNotAllowed");
+}
+
+#[test]
+fn a_done_set_with_a_ttl_is_deleted_once_it_has_passed_but_never_a_preview() {
+    let mut c = Case::new(spec(false, 5), Outcome::Nothing);
+    c.spec.ttl_seconds_after_finished = Some(60);
+    c.status = live(2);
+    c.children = counts(2, 0, 0, 0);
+    c.status = c.run().status;
+    assert_eq!(c.status.phase, Some(SetPhase::Completed));
+    c.now = "00:30";
+    assert_eq!(c.run().action, Action::Wait(Duration::from_secs(30)));
+    c.now = "01:00";
+    assert_eq!(c.run().action, Action::Delete);
+    c.gitops_managed = true;
+    assert_eq!(c.run().action, Action::Done, "a GitOps tool's set stays");
+    // A preview is never done.
+    let mut p = Case::new(spec(true, 5), listed(2, false));
+    p.spec.ttl_seconds_after_finished = Some(0);
+    p.status = p.run().status;
+    p.outcome = Outcome::Nothing;
+    p.now = "59:00";
+    assert!(
+        matches!(p.run().action, Action::List { .. }),
+        "refreshed, not deleted"
+    );
 }
