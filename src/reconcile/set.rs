@@ -254,15 +254,8 @@ pub async fn reconcile(
     }
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ExecutionStopSet> = Api::namespaced(ctx.base.client.clone(), &ns);
-    // A listing goes a page a pass and comes straight back: the watch cache may not show
-    // the last page's NextToken yet, and reading that page again would waste a call and
-    // lose the status write. Read it fresh.
-    let obj = match obj.status.as_ref().and_then(|s| s.listing.as_ref()) {
-        Some(_) => match api.get_opt(&obj.name_any()).await? {
-            Some(fresh) => Arc::new(fresh),
-            None => return Ok(controller::Action::await_change()),
-        },
-        None => obj,
+    let Some(obj) = current(obj, &api).await? else {
+        return Ok(controller::Action::await_change());
     };
     let verdict = ctx
         .base
@@ -276,56 +269,100 @@ pub async fn reconcile(
         account: None,
         verdict,
     };
-    let mut observed = Outcome::Nothing;
-    let mut events = vec![];
-    let then = loop {
-        let d = pass.decide(&observed);
-        pass.status = d.status;
-        if d.events.iter().any(|e| e.reason == Reason::Forbidden) {
-            ctx.base.metrics.denied("ExecutionStopSet");
-        }
-        events.extend(d.events);
-        observed = match d.action {
-            Action::Done => break controller::Action::await_change(),
-            Action::Delete => {
-                shell::delete(&ctx.base.client, &*obj).await?;
-                return Ok(controller::Action::await_change());
-            }
-            Action::Wait(w) => break controller::Action::requeue(w),
-            Action::ReadCredentials => pass.read_credentials().await?,
-            Action::List {
-                started_before,
-                next_token,
-            } => {
-                // The snapshot's time is on record before anything is listed.
-                pass.write().await?;
-                match pass.list(started_before, next_token).await {
-                    Ok(listed) => listed,
-                    // No slot within a second: give the worker back, come again.
-                    Err(later) => break controller::Action::requeue(later),
-                }
-            }
-            Action::Create(executions) => pass.create(executions).await?,
-        };
+    let (then, events) = match pass.run().await? {
+        Ran::Deleted => return Ok(controller::Action::await_change()),
+        Ran::Then(then, events) => (then, events),
     };
-    let uid = obj.metadata.uid.as_deref().unwrap_or_default();
-    let now = Timestamp::now();
-    let stored = pass.stored.status().and_then(|s| s.phase);
-    let last = ctx.progress(uid, None);
-    let then = match crate::decide::set::pace(stored, pass.status.phase, last, now) {
-        // Progress only: written on the next pass, at most a second from now.
-        Pace::Hold(wait) => controller::Action::requeue(wait),
-        Pace::Write { progress } => {
-            pass.write().await?;
-            ctx.progress(uid, Some(progress.then_some(now)));
-            then
-        }
-    };
+    let then = pass.paced_write(then).await?;
     for event in events {
         shell::publish(&ctx.base.recorder, &*obj, event, "StopExecutions");
     }
     ctx.base.metrics.reconciled("ok");
     Ok(then)
+}
+
+/// A listing goes a page a pass and comes straight back: the watch cache may not show the
+/// last page's NextToken yet, and reading that page again would waste a call and lose the
+/// status write. Such a set is read fresh (none: it is gone).
+async fn current(
+    obj: Arc<ExecutionStopSet>,
+    api: &Api<ExecutionStopSet>,
+) -> Result<Option<Arc<ExecutionStopSet>>, Error> {
+    if obj
+        .status
+        .as_ref()
+        .and_then(|s| s.listing.as_ref())
+        .is_none()
+    {
+        return Ok(Some(obj));
+    }
+    Ok(api.get_opt(&obj.name_any()).await?.map(Arc::new))
+}
+
+/// How a set's pass ended.
+enum Ran {
+    /// Its TTL had passed: it is deleted.
+    Deleted,
+    /// When to come back, and the Events to publish once the status is written.
+    Then(controller::Action, Vec<crate::decide::Event>),
+}
+
+impl Pass<'_> {
+    /// Decides and performs until the pass ends: one page at most, then waiting or done.
+    async fn run(&mut self) -> Result<Ran, Error> {
+        let mut observed = Outcome::Nothing;
+        let mut events = vec![];
+        let then = loop {
+            let d = self.decide(&observed);
+            self.status = d.status;
+            if d.events.iter().any(|e| e.reason == Reason::Forbidden) {
+                self.ctx.base.metrics.denied("ExecutionStopSet");
+            }
+            events.extend(d.events);
+            observed = match d.action {
+                Action::Done => break controller::Action::await_change(),
+                Action::Delete => {
+                    shell::delete(&self.ctx.base.client, self.obj).await?;
+                    return Ok(Ran::Deleted);
+                }
+                Action::Wait(w) => break controller::Action::requeue(w),
+                Action::ReadCredentials => self.read_credentials().await?,
+                Action::List {
+                    started_before,
+                    next_token,
+                } => {
+                    // The snapshot's time is on record before anything is listed.
+                    self.write().await?;
+                    match self.list(started_before, next_token).await {
+                        Ok(listed) => listed,
+                        // No slot within a second: give the worker back, come again.
+                        Err(later) => break controller::Action::requeue(later),
+                    }
+                }
+                Action::Create(executions) => self.create(executions).await?,
+            };
+        };
+        Ok(Ran::Then(then, events))
+    }
+
+    /// Writes the pass's status, unless it is progress only and the last progress was
+    /// written less than a second ago (`decide::set::pace`): then it is the next pass's.
+    async fn paced_write(&mut self, then: controller::Action) -> Result<controller::Action, Error> {
+        let uid = self.obj.metadata.uid.as_deref().unwrap_or_default();
+        let now = Timestamp::now();
+        let stored = self.stored.status().and_then(|s| s.phase);
+        let last = self.ctx.progress(uid, None);
+        Ok(
+            match crate::decide::set::pace(stored, self.status.phase, last, now) {
+                Pace::Hold(wait) => controller::Action::requeue(wait),
+                Pace::Write { progress } => {
+                    self.write().await?;
+                    self.ctx.progress(uid, Some(progress.then_some(now)));
+                    then
+                }
+            },
+        )
+    }
 }
 
 impl SetContext {

@@ -242,28 +242,14 @@ pub async fn reconcile(
     ctx: Arc<Context>,
     lane: Lane,
 ) -> Result<controller::Action, Error> {
-    if lane_of(&obj) != lane {
-        return Ok(controller::Action::await_change());
-    }
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ExecutionStop> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut obj = (*obj).clone();
-    // The watch cache may lag our own last write: an attempt that looks in flight may be
-    // finished already. Read it fresh before acting on it.
-    if obj
-        .status
-        .as_ref()
-        .is_some_and(|s| s.pending_request_id.is_some())
-    {
-        match api.get_opt(&obj.name_any()).await? {
-            Some(fresh) if lane_of(&fresh) == lane => obj = fresh,
-            _ => return Ok(controller::Action::await_change()),
-        }
-    }
-    let gone = abandoned(&ctx, &obj).await?;
+    let Some(obj) = current(&obj, &api, lane).await? else {
+        return Ok(controller::Action::await_change());
+    };
     let mut pass = Pass {
         ctx: &ctx,
-        abandoned: gone,
+        abandoned: abandoned(&ctx, &obj).await?,
         status: obj.status.clone().unwrap_or_default(),
         stored: Stored::new(api, &obj, obj.status.clone()),
         obj,
@@ -272,64 +258,100 @@ pub async fn reconcile(
         verdict: Verdict::Allowed,
     };
     pass.look_at_policies().await?;
-    let mut observed = Outcome::Nothing;
-    let mut calls = 0;
-    loop {
-        let mut d = pass.decide(&observed);
-        if let Action::Stop { .. } = d.action {
-            if decide::yields(calls, &d.action, &ctx.tuning) {
-                // Enough calls for one pass: let other objects have a turn. The attempt
-                // is not recorded; the next pass decides it again.
-                return pass
+    pass.run().await
+}
+
+/// The object to act on: none when it belongs to the other lane's controller. The watch
+/// cache may lag our own last write: an attempt that looks in flight may be finished
+/// already, so such an object is read fresh first.
+async fn current(
+    obj: &ExecutionStop,
+    api: &Api<ExecutionStop>,
+    lane: Lane,
+) -> Result<Option<ExecutionStop>, Error> {
+    if lane_of(obj) != lane {
+        return Ok(None);
+    }
+    if obj
+        .status
+        .as_ref()
+        .is_some_and(|s| s.pending_request_id.is_some())
+    {
+        let fresh = api.get_opt(&obj.name_any()).await?;
+        return Ok(fresh.filter(|f| lane_of(f) == lane));
+    }
+    Ok(Some(obj.clone()))
+}
+
+impl Pass<'_> {
+    /// Decides and performs until the pass ends (a final or waiting decision, or the
+    /// calls-per-pass budget), writing status as it goes.
+    async fn run(mut self) -> Result<controller::Action, Error> {
+        let mut observed = Outcome::Nothing;
+        let mut calls = 0;
+        loop {
+            let mut d = self.decide(&observed);
+            if let Action::Stop { .. } = d.action {
+                if decide::yields(calls, &d.action, &self.ctx.tuning) {
+                    // Enough calls for one pass: let other objects have a turn. The
+                    // attempt is not recorded; the next pass decides it again.
+                    return self
+                        .finish(controller::Action::requeue(Duration::ZERO))
+                        .await;
+                }
+                match self.slot(&observed).await? {
+                    Some(again) => d = again,
+                    None => return Ok(controller::Action::await_change()),
+                }
+            }
+            self.adopt(&d);
+            if decide::yields(calls, &d.action, &self.ctx.tuning) {
+                // A DescribeExecution past the budget: what was decided with it (the last
+                // answer's record) is kept and written; the call is the next pass's.
+                return self
                     .finish(controller::Action::requeue(Duration::ZERO))
                     .await;
             }
-            let key = limiter_key(pass.account(), "stop");
-            let mut stopping = ctx.stopping.clone();
-            let waited = tokio::select! {
-                waited = ctx.stop_limiter.acquire(&key, pass.lane()) => waited,
-                // Shutting down: nothing of this attempt is recorded before its slot, so
-                // leave the object as it is for the next leader instead of holding the
-                // Lease while a queue of slots drains (a rolling restart mid-burst).
-                _ = stopping.wait_for(|s| *s) => return Ok(controller::Action::await_change()),
+            observed = match d.action {
+                Action::Done => return self.finish(controller::Action::await_change()).await,
+                Action::Delete => {
+                    shell::delete(&self.ctx.client, &self.obj).await?;
+                    return Ok(controller::Action::await_change());
+                }
+                Action::Wait(w) => return self.finish(controller::Action::requeue(w)).await,
+                Action::ReadCredentials => self.read_credentials().await?,
+                Action::Describe { wait_seconds } => {
+                    calls += 1;
+                    self.call_describe(wait_seconds).await
+                }
+                Action::Stop { request_id } => {
+                    // The attempt is on record before the call goes out.
+                    self.write().await?;
+                    calls += 1;
+                    self.call_stop(request_id).await
+                }
             };
-            ctx.metrics.waited(waited);
-            // The set may have been deleted, or the policies changed, while this call
-            // waited for its turn.
-            pass.abandoned = abandoned(&ctx, &pass.obj).await?;
-            pass.look_at_policies().await?;
-            // Decide again after the wait, from the same status and observation, so the
-            // recorded attempt time is the real one. A Stop stays a Stop when only time
-            // has passed (a table test holds `decide` to that).
-            d = pass.decide(&observed);
         }
-        pass.adopt(&d);
-        if decide::yields(calls, &d.action, &ctx.tuning) {
-            // A DescribeExecution past the budget: what was decided with it (the last
-            // answer's record) is kept and written; the call is the next pass's.
-            return pass
-                .finish(controller::Action::requeue(Duration::ZERO))
-                .await;
-        }
-        observed = match d.action {
-            Action::Done => return pass.finish(controller::Action::await_change()).await,
-            Action::Delete => {
-                shell::delete(&ctx.client, &pass.obj).await?;
-                return Ok(controller::Action::await_change());
-            }
-            Action::Wait(w) => return pass.finish(controller::Action::requeue(w)).await,
-            Action::ReadCredentials => pass.read_credentials().await?,
-            Action::Describe { wait_seconds } => {
-                calls += 1;
-                pass.call_describe(wait_seconds).await
-            }
-            Action::Stop { request_id } => {
-                // The attempt is on record before the call goes out.
-                pass.write().await?;
-                calls += 1;
-                pass.call_stop(request_id).await
-            }
+    }
+
+    /// Waits for a StopExecution slot, then decides again from the same status and
+    /// observation: the set may have been deleted or the policies changed meanwhile, and
+    /// the recorded attempt time must be the real one (a Stop stays a Stop when only time
+    /// has passed: a table test holds `decide` to that). None: the operator is shutting
+    /// down — nothing of this attempt is recorded before its slot, so the object is left
+    /// as it is for the next leader instead of holding the Lease while a queue of slots
+    /// drains (a rolling restart mid-burst).
+    async fn slot(&mut self, observed: &Outcome) -> Result<Option<Decision>, Error> {
+        let key = limiter_key(self.account(), "stop");
+        let mut stopping = self.ctx.stopping.clone();
+        let waited = tokio::select! {
+            waited = self.ctx.stop_limiter.acquire(&key, self.lane()) => waited,
+            _ = stopping.wait_for(|s| *s) => return Ok(None),
         };
+        self.ctx.metrics.waited(waited);
+        self.abandoned = abandoned(self.ctx, &self.obj).await?;
+        self.look_at_policies().await?;
+        Ok(Some(self.decide(observed)))
     }
 }
 
