@@ -427,6 +427,11 @@ fn listed(i: &Input<'_>, s: &mut Draft, page: &Page) -> Action {
     l.next_token = page.next_token.clone();
     match l.pass {
         ListPass::Counting => {
+            if l.pages == 1 {
+                // A new count (a preview's refresh, say) names what it finds, not what an
+                // earlier one found.
+                s.first_matches.clear();
+            }
             let room = FIRST_MATCHES.saturating_sub(s.first_matches.len());
             s.first_matches
                 .extend(page.names.iter().take(room).map(|n| printable(n, 128)));

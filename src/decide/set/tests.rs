@@ -991,3 +991,19 @@ fn a_done_set_with_a_ttl_is_deleted_once_it_has_passed_but_never_a_preview() {
         "refreshed, not deleted"
     );
 }
+
+#[test]
+fn a_refreshed_preview_names_what_it_finds_now() {
+    let mut c = Case::new(spec(true, 50), listed(12, false));
+    c.status = c.run().status;
+    assert_eq!(c.status.first_matches, names(10));
+    c.now = "05:00";
+    c.outcome = page(vec!["later".into()], None);
+    let d = c.run();
+    assert_eq!(
+        d.status.first_matches,
+        ["later"],
+        "not the earlier preview's names"
+    );
+    assert_eq!(d.status.matched, Some(1));
+}
