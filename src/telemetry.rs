@@ -303,14 +303,7 @@ mod tests {
             crate::crd::ExecutionStopSpec {
                 flow_name: "f".into(),
                 execution_name: "e".into(),
-                options: crate::crd::StopOptions {
-                    cause: None,
-                    error: None,
-                    region_id: None,
-                    endpoint: None,
-                    credentials_secret_ref: None,
-                    max_attempts: None,
-                },
+                options: crate::crd::StopOptions::default(),
                 ttl_seconds_after_finished: None,
             },
         );

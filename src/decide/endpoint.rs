@@ -168,14 +168,11 @@ mod tests {
             flow_name: "f".into(),
             execution_name: "e".into(),
             options: crate::crd::StopOptions {
-                cause: None,
-                error: None,
-                region_id: None,
                 endpoint: Some(endpoint.into()),
                 credentials_secret_ref: own_secret.then(|| crate::crd::SecretRef {
                     name: "creds".into(),
                 }),
-                max_attempts: None,
+                ..Default::default()
             },
             ttl_seconds_after_finished: None,
         }

@@ -8,12 +8,8 @@ fn spec() -> ExecutionStopSpec {
         flow_name: "flow".into(),
         execution_name: "exec".into(),
         options: crate::crd::StopOptions {
-            cause: None,
-            error: None,
-            region_id: None,
-            endpoint: None,
-            credentials_secret_ref: None,
             max_attempts: Some(3),
+            ..Default::default()
         },
         ttl_seconds_after_finished: None,
     }
@@ -44,6 +40,55 @@ fn api(status: u16, code: &str) -> FnfError {
     }
 }
 
+/// An `Input` with this file's defaults (the operator's keys, allowed, not abandoned, not
+/// tracked by GitOps); a test changes what it is about.
+struct Given<'a> {
+    spec: ExecutionStopSpec,
+    status: &'a ExecutionStopStatus,
+    outcome: Outcome,
+    now: Timestamp,
+    credentials: Credentials<'a>,
+    abandoned: bool,
+    verdict: policy::Verdict,
+    gitops_managed: bool,
+}
+
+impl<'a> Given<'a> {
+    fn new(status: &'a ExecutionStopStatus, outcome: Outcome, now: Timestamp) -> Self {
+        Given {
+            spec: spec(),
+            status,
+            outcome,
+            now,
+            credentials: Credentials::Operator,
+            abandoned: false,
+            verdict: policy::Verdict::Allowed,
+            gitops_managed: false,
+        }
+    }
+
+    fn decide(&self) -> Decision {
+        decide(&Input {
+            spec: &self.spec,
+            status: self.status,
+            generation: 1,
+            uid: "uid",
+            abandoned: self.abandoned,
+            created: t("00:00"),
+            credentials: self.credentials,
+            outcome: &self.outcome,
+            now: self.now,
+            jitter: 0.5,
+            tuning: &TUNING,
+            verdict: &self.verdict,
+            endpoints: &ENDPOINTS,
+            gitops_managed: self.gitops_managed,
+        })
+    }
+}
+
+static TUNING: std::sync::LazyLock<Tuning> = std::sync::LazyLock::new(Tuning::default);
+
 /// Runs `decide` on `status` with `outcome` at `now`.
 fn run(status: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision {
     run_with(status, outcome, now, None)
@@ -55,24 +100,11 @@ fn run_with(
     now: &str,
     creds: Option<&str>,
 ) -> Decision {
-    let spec = spec();
-    let tuning = Tuning::default();
-    decide(&Input {
-        spec: &spec,
-        status,
-        generation: 1,
-        uid: "uid",
-        abandoned: false,
-        created: t("00:00"),
+    Given {
         credentials: creds.map_or(Credentials::Operator, Credentials::Secret),
-        outcome: &outcome,
-        now: t(now),
-        jitter: 0.5,
-        tuning: &tuning,
-        verdict: &policy::Verdict::Allowed,
-        endpoints: &ENDPOINTS,
-        gitops_managed: false,
-    })
+        ..Given::new(status, outcome, t(now))
+    }
+    .decide()
 }
 
 fn ready(s: &ExecutionStopStatus) -> (&str, &str) {
@@ -469,22 +501,15 @@ fn rejected_credentials_retry_only_when_the_secret_changes_or_much_later() {
     assert_eq!(changed.status.rejected_credentials_version, None);
     let mut late_status = d.status.clone();
     late_status.last_attempt_time = Some(second(t("00:00")));
-    let late = decide(&Input {
-        spec: &spec(),
-        status: &late_status,
-        generation: 1,
-        uid: "uid",
-        abandoned: false,
-        created: t("00:00"),
+    let late = Given {
         credentials: Credentials::Secret("rv1"),
-        outcome: &Outcome::Nothing,
-        now: t("00:00") + SignedDuration::from_hours(1),
-        jitter: 0.5,
-        tuning: &Tuning::default(),
-        verdict: &policy::Verdict::Allowed,
-        endpoints: &ENDPOINTS,
-        gitops_managed: false,
-    });
+        ..Given::new(
+            &late_status,
+            Outcome::Nothing,
+            t("00:00") + SignedDuration::from_hours(1),
+        )
+    }
+    .decide();
     assert!(matches!(late.action, Action::Stop { .. }));
 }
 
@@ -695,22 +720,12 @@ fn run_unread(s: &ExecutionStopStatus, outcome: Outcome, now: &str) -> Decision 
     spec.options.credentials_secret_ref = Some(crate::crd::SecretRef {
         name: "creds".into(),
     });
-    decide(&Input {
-        spec: &spec,
-        status: s,
-        generation: 1,
-        uid: "uid",
-        abandoned: false,
-        created: t("00:00"),
+    Given {
+        spec,
         credentials: Credentials::Unread,
-        outcome: &outcome,
-        now: t(now),
-        jitter: 0.5,
-        tuning: &Tuning::default(),
-        verdict: &policy::Verdict::Allowed,
-        endpoints: &ENDPOINTS,
-        gitops_managed: false,
-    })
+        ..Given::new(s, outcome, t(now))
+    }
+    .decide()
 }
 
 #[test]
@@ -953,25 +968,12 @@ fn foreign_text_in_status_is_bounded() {
 
 #[test]
 fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
-    let spec = spec();
-    let tuning = Tuning::default();
     let decide_abandoned = |status: &ExecutionStopStatus| {
-        decide(&Input {
-            spec: &spec,
-            status,
-            generation: 1,
-            uid: "uid",
+        Given {
             abandoned: true,
-            created: t("00:00"),
-            credentials: Credentials::Operator,
-            outcome: &Outcome::Nothing,
-            now: t("00:10"),
-            jitter: 0.5,
-            tuning: &tuning,
-            verdict: &policy::Verdict::Allowed,
-            endpoints: &ENDPOINTS,
-            gitops_managed: false,
-        })
+            ..Given::new(status, Outcome::Nothing, t("00:10"))
+        }
+        .decide()
     };
     // Not yet called, and waiting to retry: both end, with no call.
     let retrying = ExecutionStopStatus {
@@ -999,22 +1001,11 @@ fn an_execution_stop_whose_set_is_gone_makes_no_further_call() {
 }
 
 fn run_verdict(s: &ExecutionStopStatus, outcome: Outcome, verdict: policy::Verdict) -> Decision {
-    decide(&Input {
-        spec: &spec(),
-        status: s,
-        generation: 1,
-        uid: "uid",
-        abandoned: false,
-        created: t("00:00"),
-        credentials: Credentials::Operator,
-        outcome: &outcome,
-        now: t("00:00"),
-        jitter: 0.5,
-        tuning: &Tuning::default(),
-        verdict: &verdict,
-        endpoints: &ENDPOINTS,
-        gitops_managed: false,
-    })
+    Given {
+        verdict,
+        ..Given::new(s, outcome, t("00:00"))
+    }
+    .decide()
 }
 
 #[test]
@@ -1249,24 +1240,13 @@ fn a_pass_hands_calls_past_its_budget_to_the_next_pass() {
 fn a_refused_endpoint_is_judged_before_any_key_is_read() {
     let mut spec = spec();
     spec.options.endpoint = Some("https://evil.test".into());
-    let tuning = Tuning::default();
     let status = ExecutionStopStatus::default();
-    let d = decide(&Input {
-        spec: &spec,
-        status: &status,
-        generation: 1,
-        uid: "uid",
-        abandoned: false,
-        created: t("00:00"),
+    let d = Given {
+        spec,
         credentials: Credentials::Unread,
-        outcome: &Outcome::Nothing,
-        now: t("00:00"),
-        jitter: 0.5,
-        tuning: &tuning,
-        verdict: &policy::Verdict::Allowed,
-        endpoints: &ENDPOINTS,
-        gitops_managed: false,
-    });
+        ..Given::new(&status, Outcome::Nothing, t("00:00"))
+    }
+    .decide();
     assert_eq!(d.action, Action::Done, "no ReadCredentials, no call");
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(ready(&d.status), ("False", "EndpointNotAllowed"));
@@ -1278,24 +1258,14 @@ fn a_final_object_with_a_ttl_is_deleted_once_it_has_passed_and_never_when_gitops
     let stopped = run(&attempted(1), Outcome::Stop(Ok(exec("Stopped"))), "00:00").status;
     let mut spec = spec();
     spec.ttl_seconds_after_finished = Some(60);
-    let tuning = Tuning::default();
     let at = |now: &str, managed: bool| {
-        decide(&Input {
-            spec: &spec,
-            status: &stopped,
-            generation: 1,
-            uid: "uid",
-            abandoned: false,
-            created: t("00:00"),
+        Given {
+            spec: spec.clone(),
             credentials: Credentials::Unread,
-            outcome: &Outcome::Nothing,
-            now: t(now),
-            jitter: 0.5,
-            tuning: &tuning,
-            verdict: &policy::Verdict::Allowed,
-            endpoints: &ENDPOINTS,
             gitops_managed: managed,
-        })
+            ..Given::new(&stopped, Outcome::Nothing, t(now))
+        }
+        .decide()
     };
     assert_eq!(
         at("00:30", false).action,

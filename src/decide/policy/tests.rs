@@ -260,12 +260,9 @@ fn regions_of_objects() {
         flow_name: "f".into(),
         execution_name: "e".into(),
         options: crate::crd::StopOptions {
-            cause: None,
-            error: None,
             region_id: region.map(String::from),
             endpoint: endpoint.map(String::from),
-            credentials_secret_ref: None,
-            max_attempts: None,
+            ..Default::default()
         },
         ttl_seconds_after_finished: None,
     };

@@ -10,14 +10,7 @@ fn spec(dry_run: bool, max_count: u32) -> ExecutionStopSetSpec {
         selector: Selector::default(),
         max_count,
         dry_run,
-        options: crate::crd::StopOptions {
-            cause: None,
-            error: None,
-            region_id: None,
-            endpoint: None,
-            credentials_secret_ref: None,
-            max_attempts: None,
-        },
+        options: crate::crd::StopOptions::default(),
         ttl_seconds_after_finished: None,
     }
 }
