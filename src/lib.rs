@@ -11,3 +11,4 @@ pub mod ratelimit;
 pub mod reconcile;
 pub mod run;
 pub mod telemetry;
+pub mod watch;

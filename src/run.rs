@@ -2,8 +2,6 @@
 //! `run` is a composition of the named steps below.
 
 use crate::cli::EndpointArgs;
-use crate::crd::set::SET_LABEL;
-use crate::crd::{ExecutionStop, ExecutionStopSet};
 use crate::decide::Tuning;
 use crate::decide::endpoint::{DEFAULT_ALLOWED_HOSTS, Endpoints, HostPattern, parse_allowlist};
 use crate::decide::policy::Mode;
@@ -11,14 +9,15 @@ use crate::lease::{self, LeaseConfig};
 use crate::ratelimit::{Lane, Limit, RateLimiter};
 use crate::reconcile::{self, Context};
 use crate::telemetry::{self, LogFormat, Metrics};
+use crate::watch;
 use anyhow::Context as _;
 use fnf::Provider;
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, controller, reflector, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::{Controller, controller};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -170,9 +169,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
     let policy_stores = ctx.policies.stores();
-    let (controllers, stores) = controllers(&args, ctx, exit.clone());
-    metrics.count_objects_in(stores.clone());
-    tokio::spawn(ready_when_synced(stores, policy_stores, metrics));
+    let (controllers, scopes) = controllers(&args, ctx, exit.clone());
+    metrics.count_objects_in(scopes.clone());
+    tokio::spawn(ready_when_synced(scopes, policy_stores, metrics));
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
     until_stopped(controllers, lost, exit.clone(), grace, admin).await?;
     match exit.await {
@@ -362,148 +361,72 @@ fn exit_signal(lost: Shared<BoxFuture<'static, ()>>) -> ExitSignal {
     .shared()
 }
 
-/// Per watched namespace (or for all): two controllers for ExecutionStops (single ones, and
-/// those of sets: see the lanes below) and one for
-/// ExecutionStopSets, stopping gracefully on `exit`; and the ExecutionStop caches they fill.
+/// Per watched namespace (or for all): one watch per kind (`watch::scope`) shared by two
+/// controllers for ExecutionStops (single ones, and those of sets: see the lanes below) and
+/// one for ExecutionStopSets, stopping gracefully on `exit`; and what the watches hold.
 fn controllers(
     args: &RunArgs,
     ctx: Arc<Context>,
     exit: ExitSignal,
-) -> (BoxFuture<'static, ()>, Vec<Store<ExecutionStop>>) {
+) -> (BoxFuture<'static, ()>, Vec<watch::Scope>) {
     let scopes: Vec<Option<&str>> = if args.namespaces.is_empty() {
         vec![None]
     } else {
         args.namespaces.iter().map(|n| Some(n.as_str())).collect()
     };
     let mut runs: Vec<BoxFuture<'static, ()>> = vec![];
-    let mut stores = vec![];
-    let mut set_stores = vec![];
-    let mut set_runs = vec![];
+    let mut held = vec![];
     for ns in scopes {
+        let (scope, wakes, watching) =
+            watch::scope(scoped(&ctx.client, ns), scoped(&ctx.client, ns));
+        tokio::spawn(watching);
         // Two lanes, each with its own workers: single ExecutionStops, and those created by
         // sets. A set of thousands waiting for the quota never holds the workers a single
         // stop needs (and the limiter lets singles book ahead of it).
-        let (singles, single_store) = singles(args, &ctx, ns, exit.clone());
-        let (stops, stop_store) = set_stops(args, &ctx, ns, exit.clone());
-        let (sets, set_store) = sets(&ctx, ns, stop_store.clone(), exit.clone());
-        stores.push(single_store);
-        stores.push(stop_store);
-        set_stores.push(set_store);
-        runs.push(singles);
-        runs.push(stops);
-        set_runs.push(sets);
+        for (lane, woken) in [(Lane::Interactive, wakes.singles), (Lane::Bulk, wakes.bulk)] {
+            let exit = exit.clone();
+            runs.push(
+                Controller::for_stream(futures::stream::pending(), scope.stops.clone())
+                    .reconcile_on(woken)
+                    .with_config(controller::Config::default().concurrency(args.concurrency))
+                    .graceful_shutdown_on(async move {
+                        exit.await;
+                    })
+                    .run(
+                        move |o, c| reconcile::stop::reconcile(o, c, lane),
+                        reconcile::stop::error_policy,
+                        ctx.clone(),
+                    )
+                    .for_each(log_error)
+                    .boxed(),
+            );
+        }
+        let set_ctx = Arc::new(reconcile::set::SetContext::new(
+            ctx.clone(),
+            scope.ledger.clone(),
+        ));
+        let exit = exit.clone();
+        runs.push(
+            // Children's progress wakes the set (its writes are paced by `decide::set::pace`).
+            Controller::for_stream(futures::stream::pending(), scope.sets.clone())
+                .reconcile_on(wakes.sets)
+                .with_config(controller::Config::default().concurrency(4))
+                .graceful_shutdown_on(async move {
+                    exit.await;
+                })
+                .run(
+                    reconcile::set::reconcile,
+                    reconcile::set::error_policy,
+                    set_ctx,
+                )
+                .for_each(log_error)
+                .boxed(),
+        );
+        held.push(scope);
     }
-    let _ = ctx.sets.set(set_stores);
-    runs.extend(set_runs);
+    let _ = ctx.sets.set(held.iter().map(|s| s.sets.clone()).collect());
     let all = futures::future::join_all(runs).map(|_| ()).boxed();
-    (all, stores)
-}
-
-/// The controller of single ExecutionStops (those without a set's label), in the
-/// interactive lane; and its cache.
-fn singles(
-    args: &RunArgs,
-    ctx: &Arc<Context>,
-    ns: Option<&str>,
-    exit: ExitSignal,
-) -> (BoxFuture<'static, ()>, Store<ExecutionStop>) {
-    let (singles, store) = cached::<ExecutionStop>(
-        scoped(&ctx.client, ns),
-        watcher::Config::default().labels(&format!("!{SET_LABEL}")),
-    );
-    let run = Controller::for_stream(singles, store.clone())
-        .with_config(controller::Config::default().concurrency(args.concurrency))
-        .graceful_shutdown_on(async move {
-            exit.await;
-        })
-        .run(
-            |o, c| reconcile::stop::reconcile(o, c, Lane::Interactive),
-            reconcile::stop::error_policy,
-            ctx.clone(),
-        )
-        .for_each(log_error)
-        .boxed();
-    (run, store)
-}
-
-/// The controller of the ExecutionStops sets created, in the bulk lane, woken also when
-/// their set is deleted; and its cache.
-fn set_stops(
-    args: &RunArgs,
-    ctx: &Arc<Context>,
-    ns: Option<&str>,
-    exit: ExitSignal,
-) -> (BoxFuture<'static, ()>, Store<ExecutionStop>) {
-    let (stops, store) = cached::<ExecutionStop>(
-        scoped(&ctx.client, ns),
-        watcher::Config::default().labels(SET_LABEL),
-    );
-    let run = Controller::for_stream(stops, store.clone())
-        .reconcile_on(children_of_deleted(&ctx.client, ns, store.clone()))
-        .with_config(controller::Config::default().concurrency(args.concurrency))
-        .graceful_shutdown_on(async move {
-            exit.await;
-        })
-        .run(
-            |o, c| reconcile::stop::reconcile(o, c, Lane::Bulk),
-            reconcile::stop::error_policy,
-            ctx.clone(),
-        )
-        .for_each(log_error)
-        .boxed();
-    (run, store)
-}
-
-/// A deleted set wakes its ExecutionStops, which then see it gone and stop calling.
-fn children_of_deleted(
-    client: &kube::Client,
-    ns: Option<&str>,
-    stop_store: Store<ExecutionStop>,
-) -> impl futures::Stream<Item = ObjectRef<ExecutionStop>> + Send + 'static {
-    watcher(
-        scoped::<ExecutionStopSet>(client, ns),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .filter_map(move |ev| {
-        let refs = match ev {
-            Ok(watcher::Event::Delete(set)) => children_of(&stop_store, &set),
-            _ => vec![],
-        };
-        async move { Some(futures::stream::iter(refs)) }
-    })
-    .flatten()
-}
-
-/// The controller of ExecutionStopSets, which reads their children from `stop_store`; and
-/// its cache.
-fn sets(
-    ctx: &Arc<Context>,
-    ns: Option<&str>,
-    stop_store: Store<ExecutionStop>,
-    exit: ExitSignal,
-) -> (BoxFuture<'static, ()>, Store<ExecutionStopSet>) {
-    let (sets, store) =
-        cached::<ExecutionStopSet>(scoped(&ctx.client, ns), watcher::Config::default());
-    let set_ctx = Arc::new(reconcile::set::SetContext::new(ctx.clone(), stop_store));
-    let run = Controller::for_stream(sets, store.clone())
-        // Children's progress wakes the set (its writes are paced by `decide::set::pace`).
-        .owns(
-            scoped::<ExecutionStop>(&ctx.client, ns),
-            watcher::Config::default().labels(SET_LABEL).any_semantic(),
-        )
-        .with_config(controller::Config::default().concurrency(4))
-        .graceful_shutdown_on(async move {
-            exit.await;
-        })
-        .run(
-            reconcile::set::reconcile,
-            reconcile::set::error_policy,
-            set_ctx,
-        )
-        .for_each(log_error)
-        .boxed();
-    (run, store)
+    (all, held)
 }
 
 fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
@@ -522,65 +445,19 @@ async fn log_error<T, E: std::fmt::Display>(r: Result<T, E>) {
     }
 }
 
-/// The ExecutionStops a set created, from the cache.
-fn children_of(
-    store: &Store<ExecutionStop>,
-    set: &ExecutionStopSet,
-) -> Vec<ObjectRef<ExecutionStop>> {
-    store
-        .state()
-        .iter()
-        .filter(|c| crate::crd::set::is_child(set, c))
-        .map(|c| ObjectRef::from_obj(&**c))
-        .collect()
-}
-
-/// A watch feeding a cache that keeps only what reconcile reads: managedFields and
-/// kubectl's last-applied copy are most of an object's size, and the cache holds them all.
-fn cached<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> (
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-    Store<K>,
-)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let writer = reflector::store::Writer::default();
-    let reader = writer.as_reader();
-    let stream = watcher(api, config.any_semantic())
-        .modify(|o: &mut K| {
-            let meta = o.meta_mut();
-            meta.managed_fields = None;
-            if let Some(a) = meta.annotations.as_mut() {
-                a.remove("kubectl.kubernetes.io/last-applied-configuration");
-            }
-        })
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects();
-    (stream, reader)
-}
-
 /// /readyz turns ready once every watch has listed its objects, the ExecutionStopPolicies
 /// and namespaces included: until then no object can be judged.
 async fn ready_when_synced(
-    stores: Vec<Store<ExecutionStop>>,
+    scopes: Vec<watch::Scope>,
     (policies, namespaces): (
         Store<crate::crd::policy::ExecutionStopPolicy>,
         Store<kube::api::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
     ),
     metrics: Arc<Metrics>,
 ) {
-    for s in stores {
-        reconcile::policy::wait_ready(&s).await;
+    for s in scopes {
+        reconcile::policy::wait_ready(&s.stops).await;
+        reconcile::policy::wait_ready(&s.sets).await;
     }
     reconcile::policy::wait_ready(&policies).await;
     reconcile::policy::wait_ready(&namespaces).await;

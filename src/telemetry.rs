@@ -1,11 +1,10 @@
 //! Logs (text or JSON), Prometheus metrics, and the health endpoints.
 
-use crate::crd::{ExecutionStop, Phase};
+use crate::crd::Phase;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -183,13 +182,13 @@ impl Metrics {
         self.status_writes.inc();
     }
 
-    /// The controllers' caches, which `flowstop_objects` counts at each scrape.
-    pub fn count_objects_in(&self, stores: Vec<Store<ExecutionStop>>) {
+    /// The watches' ledgers and caches, which `flowstop_objects` counts at each scrape.
+    pub fn count_objects_in(&self, scopes: Vec<crate::watch::Scope>) {
         *self
             .objects
-            .stores
+            .scopes
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = stores;
+            .unwrap_or_else(|p| p.into_inner()) = scopes;
     }
 
     pub fn encode(&self) -> String {
@@ -200,13 +199,19 @@ impl Metrics {
     }
 }
 
-/// `flowstop_objects{phase}`: the watched ExecutionStops by `status.phase`, counted from
-/// the controllers' caches when scraped, so deleted objects drop out at once and nothing
-/// grows with churn. Objects without a status yet count as Pending. Nothing is reported
-/// before this replica watches (a standby).
-#[derive(Debug, Default)]
+/// `flowstop_objects{phase}`: the watched ExecutionStops by `status.phase`, read from the
+/// watches' ledgers when scraped, so deleted objects drop out at once and nothing grows with
+/// churn. Objects without a status yet count as Pending. Nothing is reported before this
+/// replica watches (a standby).
+#[derive(Default)]
 struct ObjectsByPhase {
-    stores: Mutex<Vec<Store<ExecutionStop>>>,
+    scopes: Mutex<Vec<crate::watch::Scope>>,
+}
+
+impl std::fmt::Debug for ObjectsByPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObjectsByPhase")
+    }
 }
 
 const PHASES: [Phase; 6] = [
@@ -220,22 +225,37 @@ const PHASES: [Phase; 6] = [
 
 impl Collector for ObjectsByPhase {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
-        if stores.is_empty() {
+        let scopes = self.scopes.lock().unwrap_or_else(|p| p.into_inner());
+        if scopes.is_empty() {
             return Ok(());
         }
         let mut counts = [0i64; PHASES.len()];
+        for scope in scopes.iter() {
+            let ledger = scope.ledger.lock();
+            let c = ledger.by_phase();
+            for (n, k) in [
+                c.pending,
+                c.stopping,
+                c.retrying,
+                c.stopped,
+                c.already_finished,
+                c.failed,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                counts[n] += i64::from(k);
+            }
+        }
         let now = jiff::Timestamp::now();
         let mut oldest_unfinished = 0.0f64;
-        for obj in stores.iter().flat_map(|s| s.state()) {
+        // Every unfinished object is in a cache (settled ones are final).
+        for obj in scopes.iter().flat_map(|s| s.stops.state()) {
             let phase = obj
                 .status
                 .as_ref()
                 .and_then(|s| s.phase)
                 .unwrap_or(Phase::Pending);
-            if let Some(n) = PHASES.iter().position(|p| *p == phase) {
-                counts[n] += 1;
-            }
             if !phase.is_final()
                 && let Some(created) = &obj.metadata.creation_timestamp
             {
@@ -296,6 +316,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::ExecutionStop;
 
     fn estop(name: &str, phase: Option<Phase>) -> ExecutionStop {
         let mut o = ExecutionStop::new(
@@ -324,15 +345,24 @@ mod tests {
             "a standby reports no objects"
         );
         let mut writer = kube::runtime::reflector::store::Writer::<ExecutionStop>::default();
-        m.count_objects_in(vec![writer.as_reader()]);
+        let scope = crate::watch::Scope {
+            stops: writer.as_reader(),
+            sets: kube::runtime::reflector::store::Writer::default().as_reader(),
+            ledger: Default::default(),
+        };
+        m.count_objects_in(vec![scope.clone()]);
+        let mut apply = |o: ExecutionStop| {
+            scope.ledger.lock().apply(&o);
+            writer.apply_watcher_event(&Event::Apply(o));
+        };
         for (name, phase) in [
             ("a", Some(Phase::Stopping)),
             ("b", Some(Phase::Stopping)),
             ("c", None),
         ] {
-            writer.apply_watcher_event(&Event::Apply(estop(name, phase)));
+            apply(estop(name, phase));
         }
-        writer.apply_watcher_event(&Event::Apply(estop("a", Some(Phase::Stopped))));
+        apply(estop("a", Some(Phase::Stopped)));
         m.call("StopExecution", "ok", 0.01);
         let text = m.encode();
         for line in [
@@ -361,13 +391,18 @@ mod tests {
         };
         let mut b = estop("b", Some(Phase::Stopping));
         b.metadata.creation_timestamp = created(3600);
-        writer.apply_watcher_event(&Event::Apply(b));
+        apply(b);
         let mut a = estop("a", Some(Phase::Stopped));
         a.metadata.creation_timestamp = created(7200);
-        writer.apply_watcher_event(&Event::Apply(a));
+        apply(a);
         let text = m.encode();
         assert!((3600.0..3660.0).contains(&age(&text)), "{text}");
         // A deleted object is no longer counted.
+        drop(apply);
+        scope
+            .ledger
+            .lock()
+            .delete(&estop("b", Some(Phase::Stopping)));
         writer.apply_watcher_event(&Event::Delete(estop("b", Some(Phase::Stopping))));
         let text = m.encode();
         assert!(

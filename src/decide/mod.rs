@@ -169,6 +169,24 @@ pub fn yields(calls: u32, action: &Action, tuning: &Tuning) -> bool {
         && matches!(action, Action::Stop { .. } | Action::Describe { .. })
 }
 
+/// Whether an ExecutionStop can never act again while its status stays as it is: final,
+/// not waiting to try changed credentials, and no TTL that would delete it (none, or a
+/// GitOps tool manages it). For such an object `decide` returns `Done`, with its status
+/// unchanged and no Event, whatever else it is given (a table test holds it to that), so the
+/// operator keeps it out of the controllers and their cache altogether: 100,000 finished
+/// objects cost a ledger entry each, not a cached copy.
+pub fn settled(
+    spec: &ExecutionStopSpec,
+    status: Option<&ExecutionStopStatus>,
+    gitops_managed: bool,
+) -> bool {
+    status.is_some_and(|s| {
+        s.phase.is_some_and(Phase::is_final)
+            && s.rejected_credentials_version.is_none()
+            && (spec.ttl_seconds_after_finished.is_none() || gitops_managed)
+    })
+}
+
 /// Full-jitter exponential backoff after `attempts` failed attempts.
 pub fn backoff(tuning: &Tuning, attempts: u32, jitter: f64) -> Duration {
     let exp = tuning

@@ -12,7 +12,6 @@ use crate::crd::{LastError, Phase};
 use fnf::{ErrorKind, FnfError};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 #[cfg(test)]
@@ -99,8 +98,8 @@ pub struct Input<'a> {
     pub outcome: &'a Outcome,
     /// The set's ExecutionStops, by phase.
     pub children: &'a ChildCounts,
-    /// Execution names that already have an ExecutionStop of this set.
-    pub existing: &'a BTreeSet<String>,
+    /// Whether an execution (by name) already has an ExecutionStop of this set.
+    pub has_child: &'a dyn Fn(&str) -> bool,
     pub now: Timestamp,
     pub jitter: f64,
     pub tuning: &'a Tuning,
@@ -447,7 +446,7 @@ fn listed(i: &Input<'_>, s: &mut Draft, page: &Page) -> Action {
             let missing: Vec<String> = page
                 .names
                 .iter()
-                .filter(|n| !i.existing.contains(*n))
+                .filter(|n| !(i.has_child)(n))
                 .cloned()
                 .collect();
             if missing.is_empty() {

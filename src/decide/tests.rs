@@ -1285,3 +1285,81 @@ fn a_final_object_with_a_ttl_is_deleted_once_it_has_passed_and_never_when_gitops
         Action::Done
     );
 }
+
+/// `settled` is the promise the shell keeps final objects out of its cache on: for any
+/// input a settled object can meet, `decide` does nothing, writes nothing and says nothing.
+#[test]
+fn a_settled_object_is_done_whatever_it_is_given_and_only_a_settled_one() {
+    let stopped = run(&attempted(1), Outcome::Stop(Ok(exec("Stopped"))), "00:00").status;
+    let finished = run(&attempted(1), Outcome::Stop(Ok(exec("Succeeded"))), "00:00").status;
+    let gave_up = run(
+        &attempted(3),
+        Outcome::Stop(Err(api(503, "ServiceUnavailable"))),
+        "00:00",
+    )
+    .status;
+    let rejected = run(
+        &attempted(1),
+        Outcome::Stop(Err(api(403, "AccessDenied"))),
+        "00:00",
+    )
+    .status;
+    assert_eq!(finished.phase, Some(Phase::AlreadyFinished));
+    assert_eq!(gave_up.phase, Some(Phase::Failed));
+    assert!(rejected.rejected_credentials_version.is_some());
+    let mut with_ttl = spec();
+    with_ttl.ttl_seconds_after_finished = Some(60);
+    let mut settled_seen = 0;
+    for status in [&stopped, &finished, &gave_up, &rejected, &attempted(1)] {
+        for spec in [spec(), with_ttl.clone()] {
+            for managed in [false, true] {
+                let is_settled = settled(&spec, Some(status), managed);
+                let expected = status.phase.is_some_and(Phase::is_final)
+                    && status.rejected_credentials_version.is_none()
+                    && (spec.ttl_seconds_after_finished.is_none() || managed);
+                assert_eq!(
+                    is_settled, expected,
+                    "{status:?} {spec:?} managed={managed}"
+                );
+                if !is_settled {
+                    continue;
+                }
+                settled_seen += 1;
+                for abandoned in [false, true] {
+                    for verdict in [
+                        policy::Verdict::Allowed,
+                        policy::Verdict::Denied("x".into()),
+                    ] {
+                        for credentials in [
+                            Credentials::Unread,
+                            Credentials::Operator,
+                            Credentials::Secret("v2"),
+                        ] {
+                            for now in ["00:00", "59:59"] {
+                                let d = Given {
+                                    spec: spec.clone(),
+                                    credentials,
+                                    abandoned,
+                                    verdict: verdict.clone(),
+                                    gitops_managed: managed,
+                                    ..Given::new(status, Outcome::Nothing, t(now))
+                                }
+                                .decide();
+                                assert_eq!(d.action, Action::Done, "{status:?} {spec:?}");
+                                assert_eq!(&d.status, status, "nothing written");
+                                assert_eq!(d.event, None, "nothing published");
+                                assert!(!d.retry);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        settled_seen,
+        3 * 3,
+        "three final phases, each without TTL, managed or not, and with one when managed"
+    );
+    assert!(!settled(&spec(), None, false), "no status yet: not settled");
+}

@@ -1,9 +1,9 @@
-//! The shell around `decide::set`: count the set's ExecutionStops from the cache, list the
+//! The shell around `decide::set`: count the set's ExecutionStops from the ledger, list the
 //! matching executions when asked, create the ExecutionStops, write status.
 
 use super::shell::{self, Stored};
 use super::{Context, Error, credentials, limiter_key};
-use crate::crd::set::{ChildCounts, ExecutionStopSet, ExecutionStopSetStatus, SET_LABEL, is_child};
+use crate::crd::set::{ExecutionStopSet, ExecutionStopSetStatus, SET_LABEL, is_child};
 use crate::crd::{ExecutionStop, ExecutionStopSpec};
 use crate::decide::Reason;
 use crate::decide::policy::Verdict;
@@ -15,10 +15,9 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller;
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,17 +29,17 @@ const CREATES_IN_FLIGHT: usize = 16;
 
 pub struct SetContext {
     pub base: Arc<Context>,
-    /// The ExecutionStops the operator watches, for counting a set's children.
-    pub children: Store<ExecutionStop>,
+    /// Every ExecutionStop the operator watches in this scope, by set: a set's children.
+    pub ledger: crate::watch::SharedLedger,
     /// When each set's progress (by uid) was last written (`decide::set::pace`).
     pub progress_written: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl SetContext {
-    pub fn new(base: Arc<Context>, children: Store<ExecutionStop>) -> Self {
+    pub fn new(base: Arc<Context>, ledger: crate::watch::SharedLedger) -> Self {
         Self {
             base,
-            children,
+            ledger,
             progress_written: Default::default(),
         }
     }
@@ -56,24 +55,6 @@ pub fn child_name(set: &str, execution: &str) -> String {
     format!("{set}-{hex}")
 }
 
-/// The set's children in the cache: their counts by phase, and their executions' names.
-fn children(
-    store: &Store<ExecutionStop>,
-    set: &ExecutionStopSet,
-) -> (ChildCounts, BTreeSet<String>) {
-    let kids: Vec<_> = store
-        .state()
-        .into_iter()
-        .filter(|c| is_child(set, c))
-        .collect();
-    let counts = crate::decide::set::count(
-        kids.iter()
-            .map(|c| c.status.as_ref().and_then(|s| s.phase.as_ref())),
-    );
-    let names = kids.iter().map(|c| c.spec.execution_name.clone()).collect();
-    (counts, names)
-}
-
 struct Pass<'a> {
     ctx: &'a SetContext,
     obj: &'a ExecutionStopSet,
@@ -86,7 +67,16 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     fn decide(&self, observed: &Outcome) -> Decision {
-        let (counts, existing) = children(&self.ctx.children, self.obj);
+        // Counted from events as they come, never by scanning: a pass costs the same for a
+        // set of 10 and of 10,000.
+        let counts = self.ctx.ledger.lock().counts(self.obj);
+        let set_name = self.obj.name_any();
+        let existing = |execution: &str| {
+            self.ctx
+                .ledger
+                .lock()
+                .has_child(self.obj, &child_name(&set_name, execution))
+        };
         crate::decide::set::decide(&Input {
             spec: &self.obj.spec,
             status: &self.status,
@@ -94,7 +84,7 @@ impl Pass<'_> {
             credentials: shell::credentials(&self.account),
             outcome: observed,
             children: &counts,
-            existing: &existing,
+            has_child: &existing,
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
             tuning: &self.ctx.base.tuning,

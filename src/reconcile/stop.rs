@@ -121,7 +121,14 @@ impl Pass<'_> {
     /// Writes what the pass decided, publishes its events and says when to come back.
     async fn finish(&mut self, then: controller::Action) -> Result<controller::Action, Error> {
         self.write().await?;
+        // A set's ExecutionStop reports only trouble: its set tells the story of all of them
+        // (its own Events and counts), and a Normal Event per child would be a fourth API
+        // write per execution.
+        let of_set = owner_set(&self.obj).is_some();
         for event in decide::fold_events(std::mem::take(&mut self.events)) {
+            if of_set && !event.warning {
+                continue;
+            }
             shell::publish(&self.ctx.recorder, &self.obj, event, "StopExecution");
         }
         self.ctx.metrics.reconciled("ok");

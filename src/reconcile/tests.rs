@@ -310,13 +310,11 @@ impl Harness {
             .map(|_| ())
     }
 
-    /// One pass over the set as the server holds it; the children cache is empty.
+    /// One pass over the set as the server holds it; the ledger knows no children.
     async fn set_pass(&self) -> Result<kube::runtime::controller::Action, Error> {
         let set: ExecutionStopSet =
             serde_json::from_value(self.api.set.lock().unwrap().clone()).unwrap();
-        let (children, mut writer) = kube::runtime::reflector::store();
-        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
-        let ctx = Arc::new(SetContext::new(self.ctx.clone(), children));
+        let ctx = Arc::new(SetContext::new(self.ctx.clone(), Default::default()));
         super::set::reconcile(Arc::new(set), ctx).await
     }
 

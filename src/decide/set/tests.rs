@@ -3,6 +3,7 @@
 use super::*;
 use crate::crd::set::Selector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::BTreeSet;
 
 fn spec(dry_run: bool, max_count: u32) -> ExecutionStopSetSpec {
     ExecutionStopSetSpec {
@@ -31,13 +32,19 @@ fn listed(n: usize, more: bool) -> Outcome {
     }))
 }
 
+fn existing(names: impl IntoIterator<Item = String>) -> Box<dyn Fn(&str) -> bool> {
+    let names: BTreeSet<String> = names.into_iter().collect();
+    Box::new(move |n| names.contains(n))
+}
+
 /// What a table case sets up.
 struct Case {
     spec: ExecutionStopSetSpec,
     status: ExecutionStopSetStatus,
     outcome: Outcome,
     children: ChildCounts,
-    existing: BTreeSet<String>,
+    /// Which executions have an ExecutionStop of the set already.
+    existing: Box<dyn Fn(&str) -> bool>,
     credentials: Credentials<'static>,
     now: &'static str,
     verdict: Verdict,
@@ -51,7 +58,7 @@ impl Case {
             status: ExecutionStopSetStatus::default(),
             outcome,
             children: ChildCounts::default(),
-            existing: BTreeSet::new(),
+            existing: Box::new(|_| false),
             credentials: Credentials::Operator,
             now: "00:00",
             verdict: Verdict::Allowed,
@@ -71,7 +78,7 @@ impl Case {
             credentials: self.credentials,
             outcome: &self.outcome,
             children: &self.children,
-            existing: &self.existing,
+            has_child: &*self.existing,
             now: t(self.now),
             jitter: 0.5,
             tuning: &TUNING,
@@ -245,7 +252,7 @@ fn more_than_max_count_fails_and_creates_nothing() {
 #[test]
 fn a_listing_creates_only_the_missing_children() {
     let mut c = Case::new(spec(false, 5), listed(4, false));
-    c.existing = names(2).into_iter().collect();
+    c.existing = existing(names(2));
     let d = c.run();
     assert_eq!(d.action, Action::Create(vec!["e02".into(), "e03".into()]));
     assert_eq!(d.status.matched, Some(4));
@@ -273,7 +280,7 @@ fn after_a_restart_the_listing_resumes_from_its_token_and_counts_what_it_lists()
     // Children created before the restart stopped their executions: no longer listed,
     // and not needed in the count (they are counted as children).
     c.outcome = listed(1, false);
-    c.existing = ["x1".to_string(), "x2".to_string()].into();
+    c.existing = existing(["x1".to_string(), "x2".to_string()]);
     let d = c.run();
     assert_eq!(d.action, Action::Create(vec!["e00".into()]));
     c.status = d.status;
@@ -493,7 +500,7 @@ fn listed_names_reach_status_printable() {
 #[test]
 fn when_every_child_exists_the_snapshot_is_complete() {
     let mut c = Case::new(spec(false, 5), listed(2, false));
-    c.existing = names(2).into_iter().collect();
+    c.existing = existing(names(2));
     c.children = counts(0, 0, 0, 2);
     let d = c.run();
     assert!(d.status.snapshot_complete);
