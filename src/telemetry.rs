@@ -398,7 +398,6 @@ mod tests {
         let text = m.encode();
         assert!((3600.0..3660.0).contains(&age(&text)), "{text}");
         // A deleted object is no longer counted.
-        drop(apply);
         scope
             .ledger
             .lock()

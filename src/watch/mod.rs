@@ -292,7 +292,7 @@ mod tests {
         };
         watch_stops(futures::stream::iter(events), writer, ledger.clone(), tx).await;
         let mut names = vec![];
-        while let Ok(Some(r)) = woken.try_next() {
+        while let Ok(r) = woken.try_recv() {
             names.push(r.name);
         }
         (cache, ledger, names)

@@ -2,7 +2,10 @@
 //! modules (crates/testkit/control-plane), on free loopback ports, with RBAC and TokenRequest,
 //! and kube-controller-manager running only the controller that fills aggregated ClusterRoles
 //! (so `edit`, `admin` and `view` gain what the project's roles aggregate into them). No
-//! garbage collector runs: tests see what an operator must do without one.
+//! garbage collector runs by default: tests see what an operator must do without one (and
+//! some assert what is left behind). A plane started with `FLOWSTOP_GARBAGE_COLLECTOR=1`
+//! in its environment also runs kube-controller-manager's garbage collector (the GitOps
+//! tests' plane: Argo CD prunes with foreground deletion, a set's children go with it).
 //! Used by the integration tests, the demo and the benchmarks.
 
 mod pki;
@@ -18,6 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
+
+/// `1` in the environment of the process that starts a plane: its kube-controller-manager
+/// also runs the garbage collector.
+pub const GARBAGE_COLLECTOR_ENV: &str = "FLOWSTOP_GARBAGE_COLLECTOR";
 
 pub struct ControlPlane {
     dir: PathBuf,
@@ -146,10 +153,17 @@ impl ControlPlane {
 
     fn spawn_controller_manager(&self) -> anyhow::Result<Child> {
         let kubeconfig = self.kubeconfig.display().to_string();
+        // The garbage collector needs nothing more: it discovers every resource and
+        // watches their metadata with the admin kubeconfig.
+        let controllers = if std::env::var_os(GARBAGE_COLLECTOR_ENV).is_some_and(|v| v == "1") {
+            "--controllers=clusterrole-aggregation,garbagecollector"
+        } else {
+            "--controllers=clusterrole-aggregation"
+        };
         Command::new(self.bin_dir.join("kube-controller-manager"))
             .arg(format!("--kubeconfig={kubeconfig}"))
             .args([
-                "--controllers=clusterrole-aggregation",
+                controllers,
                 "--leader-elect=false",
                 "--secure-port=0",
                 "--v=1",
