@@ -377,8 +377,11 @@ fn controllers(
     let mut runs: Vec<BoxFuture<'static, ()>> = vec![];
     let mut held = vec![];
     for ns in scopes {
-        let (scope, wakes, watching) =
-            watch::scope(scoped(&ctx.client, ns), scoped(&ctx.client, ns));
+        let (scope, wakes, watching) = watch::scope(
+            scoped(&ctx.client, ns),
+            scoped(&ctx.client, ns),
+            ctx.metrics.clone(),
+        );
         tokio::spawn(watching);
         // Two lanes, each with its own workers: single ExecutionStops, and those created by
         // sets. A set of thousands waiting for the quota never holds the workers a single

@@ -72,6 +72,7 @@ pub struct Metrics {
     pub ready: AtomicBool,
     status_writes: Counter,
     denials: Family<KindLabel, Counter>,
+    watch_events: Family<KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,12 @@ impl Default for Metrics {
         let limiter_wait_micros = Counter::default();
         let status_writes = Counter::default();
         let denials = Family::<KindLabel, Counter>::default();
+        let watch_events = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "watch_events",
+            "Watch events received, by kind: the watches are alive even when nothing reconciles",
+            watch_events.clone(),
+        );
         // Both kinds from zero, so the series exist (and increase() sees the first refusal).
         for kind in ["ExecutionStop", "ExecutionStopSet"] {
             let _zero = denials.get_or_create(&KindLabel { kind: kind.into() });
@@ -136,6 +143,7 @@ impl Default for Metrics {
             ready: AtomicBool::new(false),
             status_writes,
             denials,
+            watch_events,
         }
     }
 }
@@ -171,6 +179,13 @@ impl Metrics {
         self.limiter_wait_micros.inc_by(d.as_micros() as u64);
     }
 
+    /// A watch event of `kind` arrived (every object of a relist counts).
+    pub fn watched(&self, kind: &str) {
+        self.watch_events
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
     /// An object was refused by the policies (kind: ExecutionStop or ExecutionStopSet).
     pub fn denied(&self, kind: &str) {
         self.denials
@@ -200,7 +215,7 @@ impl Metrics {
 }
 
 /// `flowstop_objects{phase}`: the watched ExecutionStops by `status.phase`, read from the
-/// watches' ledgers when scraped, so deleted objects drop out at once and nothing grows with
+/// watches' ledgers (which hold settled objects too) when scraped, so deleted objects drop out at once and nothing grows with
 /// churn. Objects without a status yet count as Pending. Nothing is reported before this
 /// replica watches (a standby).
 #[derive(Default)]
@@ -273,7 +288,7 @@ impl Collector for ObjectsByPhase {
         }
         let metric = encoder.encode_descriptor(
             "objects",
-            "ExecutionStops by phase, counted from the operator's cache at scrape time",
+            "ExecutionStops by phase, counted from the operator's watches at scrape time",
             None,
             family.metric_type(),
         )?;

@@ -10,6 +10,9 @@ mod set;
 mod stats;
 
 use clap::Parser;
+
+/// How much faster than the service's the buckets refill in the scale scenario.
+const SCALE_SPEEDUP: f64 = 25.0;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -23,7 +26,8 @@ struct Args {
     /// Where to write results.json, results.md and quota.png
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
-    /// Run only these scenarios (latency, burst, quota, emulator, rest); all when empty
+    /// Run only these scenarios (latency, burst, quota, set, emulator, rest, scale); all
+    /// when empty, but scale only with --small (in full it takes about half an hour)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Accept cargo's own `--bench` flag
@@ -48,7 +52,9 @@ async fn main() -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&out)?;
 
-    let run = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let run = |s: &str| {
+        (args.only.is_empty() && (s != "scale" || args.small)) || args.only.iter().any(|o| o == s)
+    };
     let env = env::Env::start().await?;
     eprintln!("control plane up");
     let latency = if run("latency") {
@@ -69,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let set = if run("set") {
-        Some(set::set_quota(&env, set_n, repeats).await?)
+        Some(set::set_quota(&env, set_n, repeats, scenarios::SPEEDUP).await?)
     } else {
         None
     };
@@ -79,7 +85,26 @@ async fn main() -> anyhow::Result<()> {
         None
     };
     let at_rest = if run("rest") {
-        Some(scenarios::at_rest(&env, rest, repeats).await?)
+        Some(scenarios::at_rest(&env, rest, repeats, std::time::Duration::ZERO).await?)
+    } else {
+        None
+    };
+    // 100,000 finished objects at rest (held 5 minutes), then sets of 10,000 and 1,000 with
+    // the quota sped up 25 times (a 10,000-set's floor is then 3.4 minutes); the smoke
+    // (--small) runs 2,000 objects and a set of 1,000.
+    let scale = if run("scale") {
+        let (objects, hold, sizes) = if args.small {
+            (2000, 0, vec![1000])
+        } else {
+            (100_000, 300, vec![1000, 10_000])
+        };
+        let rest = scenarios::at_rest(&env, objects, repeats, std::time::Duration::from_secs(hold))
+            .await?;
+        let mut sets = vec![];
+        for n in sizes {
+            sets.push(set::set_quota(&env, n, repeats, SCALE_SPEEDUP).await?);
+        }
+        Some(report::Scale { rest, sets })
     } else {
         None
     };
@@ -99,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
         at_rest,
         emulator,
         set,
+        scale,
     };
     std::fs::write(
         out.join("results.json"),

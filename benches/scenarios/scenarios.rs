@@ -237,10 +237,16 @@ fn stop_counts(counters: &serde_json::Value) -> (f64, f64) {
 }
 
 pub async fn quota_emulator(prefix: &str, n: usize) -> anyhow::Result<Emulator> {
+    quota_emulator_at(prefix, n, SPEEDUP).await
+}
+
+/// An emulator whose buckets refill `speedup` times faster than the service's, with `n`
+/// running executions named `<prefix>-<i>`.
+pub async fn quota_emulator_at(prefix: &str, n: usize, speedup: f64) -> anyhow::Result<Emulator> {
     // Executions are seeded with another account, so the measured account's buckets start full.
     let emu = Emulator::start(&[
         "--quota-speedup",
-        &SPEEDUP.to_string(),
+        &speedup.to_string(),
         "--access-key",
         "seed:seedSecret",
     ])
@@ -333,18 +339,36 @@ pub async fn quota_peer(
 #[derive(Serialize, Debug)]
 pub struct Rest {
     pub n: usize,
+    /// Of which children of ExecutionStopSets (created by the operator from real sets).
+    pub children: usize,
+    pub sets: usize,
+    /// How long the first restart was held at rest, counting calls and writes.
+    pub held_s: f64,
     pub time_to_ready_s: Spread,
-    pub time_to_all_reconciled_s: Spread,
+    pub time_to_all_seen_s: Spread,
     pub fnf_calls: f64,
     pub status_writes: f64,
     pub apiserver_writes: f64,
     pub rss_mib: Spread,
 }
 
-pub async fn at_rest(env: &Env, n: usize, restarts: usize) -> anyhow::Result<Rest> {
+/// Children per set in the at-rest scenario.
+const REST_SET_SIZE: usize = 1000;
+
+/// `n` finished ExecutionStops: a tenth children of ExecutionStopSets that the operator ran
+/// (sets of up to 1,000), the rest single objects whose final status is written directly.
+/// Then the operator is restarted `restarts` times; after the first start it is held at
+/// rest for `hold`. Every restart must make no call and no write (else an error).
+pub async fn at_rest(env: &Env, n: usize, restarts: usize, hold: Duration) -> anyhow::Result<Rest> {
     let emu = Emulator::start(&["--no-quota"]).await?;
     let ns = env.namespace("rest").await?;
     let api: Api<ExecutionStop> = Api::namespaced(env.client.clone(), &ns);
+    let children = n / 10;
+    let sets = children.div_ceil(REST_SET_SIZE);
+    for s in 0..sets {
+        let size = REST_SET_SIZE.min(children - s * REST_SET_SIZE);
+        env::start_executions(&emu.url, (env::AK, env::SK), &format!("set{s}"), size).await?;
+    }
     let conditions: Vec<serde_json::Value> = ["Ready", "Reconciling", "Stalled"]
         .iter()
         .map(|t| {
@@ -356,12 +380,13 @@ pub async fn at_rest(env: &Env, n: usize, restarts: usize) -> anyhow::Result<Res
         "phase": "Stopped", "attempts": 1, "observedGeneration": 1, "lastAttemptTime": "2026-01-01T00:00:00Z",
         "execution": {"status": "Stopped"}, "conditions": conditions,
     }});
-    let objs: Vec<ExecutionStop> = (0..n)
+    let singles = n - children;
+    let objs: Vec<ExecutionStop> = (0..singles)
         .map(|i| estop(&format!("s{i}"), &format!("rest-{i}")))
         .collect();
     create_all(&env.client, &ns, objs, 64).await?;
-    use futures::StreamExt;
-    let patched: Vec<_> = futures::stream::iter(0..n)
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(0..singles)
         .map(|i| {
             let (api, status) = (api.clone(), status.clone());
             async move {
@@ -371,44 +396,101 @@ pub async fn at_rest(env: &Env, n: usize, restarts: usize) -> anyhow::Result<Res
                     &Patch::Merge(&status),
                 )
                 .await
+                .map(|_| ())
             }
         })
         .buffer_unordered(64)
-        .collect()
-        .await;
-    for p in patched {
-        p?;
-    }
+        .try_for_each(|()| futures::future::ready(Ok(())))
+        .await?;
+    run_sets(env, &emu, &ns, sets).await?;
+    eprintln!("at rest: {singles} single ExecutionStops and {children} children of {sets} sets");
     let (mut ready, mut all, mut rss) = (vec![], vec![], vec![]);
     let (mut calls, mut status_writes, mut api_writes) = (0.0, 0.0, 0.0);
-    for _ in 0..restarts {
+    for r in 0..restarts {
         let before = env.apiserver_requests().await?;
         let t0 = Instant::now();
         let op = env::start_operator(env, &emu, &ns, &[]).await?;
         ready.push(t0.elapsed().as_secs_f64());
         let deadline = Instant::now() + Duration::from_secs(600);
-        while op.metric("flowstop_reconciles_total").await < n as f64 {
-            anyhow::ensure!(Instant::now() < deadline, "not all reconciled");
+        // Every object in the operator's ledger (settled ones never reach a controller).
+        while op.metric("flowstop_objects").await < n as f64 {
+            anyhow::ensure!(Instant::now() < deadline, "not all seen");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         all.push(t0.elapsed().as_secs_f64());
+        if r == 0 {
+            tokio::time::sleep(hold).await;
+        }
         let after = env.apiserver_requests().await?;
         calls += op.metric("flowstop_fnf_calls_total").await;
         status_writes += op.metric("flowstop_status_writes_total").await;
-        api_writes += writes(&before, &after, "executionstops", "status")
-            + writes(&before, &after, "executionstops", "");
+        api_writes += ["executionstops", "executionstopsets"]
+            .iter()
+            .flat_map(|k| {
+                [
+                    writes(&before, &after, k, "status"),
+                    writes(&before, &after, k, ""),
+                ]
+            })
+            .sum::<f64>()
+            + writes(&before, &after, "events", "");
         rss.push(op.usage().2);
+        eprintln!(
+            "at rest, restart {r}: ready in {:.2} s, all {n} seen in {:.2} s, RSS {:.1} MiB",
+            ready[r], all[r], rss[r]
+        );
     }
     let (total, _) = stop_counts(&emu.counters().await?);
+    let stop_calls_at_rest = total - children as f64;
+    anyhow::ensure!(
+        calls == 0.0 && stop_calls_at_rest == 0.0 && status_writes == 0.0 && api_writes == 0.0,
+        "at rest: {calls} fnf calls, {status_writes} status writes, {api_writes} API writes"
+    );
     Ok(Rest {
         n,
+        children,
+        sets,
+        held_s: hold.as_secs_f64(),
         time_to_ready_s: spread(&ready),
-        time_to_all_reconciled_s: spread(&all),
-        fnf_calls: calls + total,
+        time_to_all_seen_s: spread(&all),
+        fnf_calls: calls + stop_calls_at_rest,
         status_writes,
         apiserver_writes: api_writes,
         rss_mib: spread(&rss),
     })
+}
+
+/// Runs `sets` ExecutionStopSets (executions `set<s>-*`) to completion with an operator of
+/// their own, which then stops.
+async fn run_sets(env: &Env, emu: &Emulator, ns: &str, sets: usize) -> anyhow::Result<()> {
+    use flowstop::crd::ExecutionStopSet;
+    use flowstop::crd::set::SetPhase;
+    let op = env::start_operator(env, emu, ns, UNTHROTTLED).await?;
+    let api: Api<ExecutionStopSet> = Api::namespaced(env.client.clone(), ns);
+    for s in 0..sets {
+        let set: ExecutionStopSet = serde_json::from_value(serde_json::json!({
+            "apiVersion": "flowstop.dev/v1alpha1", "kind": "ExecutionStopSet",
+            "metadata": {"name": format!("set{s}")},
+            "spec": {"flowName": "f", "maxCount": REST_SET_SIZE,
+                     "selector": {"executionNamePrefix": format!("set{s}-")},
+                     "credentialsSecretRef": {"name": "creds"}}
+        }))?;
+        api.create(&kube::api::PostParams::default(), &set).await?;
+    }
+    for s in 0..sets {
+        let name = format!("set{s}");
+        let done = kube::runtime::wait::await_condition(
+            api.clone(),
+            &name,
+            |o: Option<&ExecutionStopSet>| {
+                o.and_then(|s| s.status.as_ref())
+                    .is_some_and(|s| s.phase == Some(SetPhase::Completed))
+            },
+        );
+        tokio::time::timeout(Duration::from_secs(600), done).await??;
+    }
+    op.stop().await;
+    Ok(())
 }
 
 #[derive(Serialize, Debug)]

@@ -12,6 +12,7 @@ pub mod ledger;
 
 use crate::crd::set::SET_LABEL;
 use crate::crd::{ExecutionStop, ExecutionStopSet};
+use crate::telemetry::Metrics;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use kube::api::Api;
@@ -70,6 +71,7 @@ impl Senders {
 pub fn scope(
     stops: Api<ExecutionStop>,
     sets: Api<ExecutionStopSet>,
+    metrics: Arc<Metrics>,
 ) -> (Scope, Wakes, impl Future<Output = ()> + Send + 'static) {
     let (singles_tx, singles) = unbounded();
     let (bulk_tx, bulk) = unbounded();
@@ -88,8 +90,11 @@ pub fn scope(
     };
     let run = {
         let (ledger, tx2) = (scope.ledger.clone(), tx.clone());
-        let stops = watch_stops(stripped(stops), stop_writer, ledger.clone(), tx);
-        let sets = watch_sets(stripped(sets), set_writer, ledger, tx2);
+        let m = metrics.clone();
+        let stops = stripped(stops).inspect(move |_| m.watched("ExecutionStop"));
+        let sets = stripped(sets).inspect(move |_| metrics.watched("ExecutionStopSet"));
+        let stops = watch_stops(stops, stop_writer, ledger.clone(), tx);
+        let sets = watch_sets(sets, set_writer, ledger, tx2);
         async move {
             futures::future::join(stops, sets).await;
         }

@@ -276,9 +276,14 @@ async fn a_restarted_operator_makes_no_calls_and_no_writes_for_finished_objects(
         .collect();
     let calls = cloud.calls("StopExecution") + cloud.calls("DescribeExecution");
     let op = Operator::start(&ns, &cloud.emu.url(), &[]).await;
-    // Wait until the new operator has reconciled all three objects (its own count).
+    // Wait until the new operator has seen all three objects (its own count of them);
+    // settled, they never reach a controller: no reconcile at all.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while op.metric("flowstop_reconciles_total").await < 3.0 {
+    while !op
+        .metrics_text()
+        .await
+        .contains("flowstop_objects{phase=\"Stopped\"} 3")
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{}",
@@ -297,6 +302,11 @@ async fn a_restarted_operator_makes_no_calls_and_no_writes_for_finished_objects(
         "no status writes"
     );
     assert_eq!(op.metric("flowstop_fnf_calls_total").await, 0.0);
+    assert_eq!(
+        op.metric("flowstop_reconciles_total").await,
+        0.0,
+        "settled objects are not reconciled"
+    );
     for (i, rv) in before.iter().enumerate() {
         let now = c.must(
             &[

@@ -224,17 +224,24 @@ async fn an_accepted_stop_whose_confirmation_is_refused_is_not_sent_again() {
     assert!(msg.contains("fnf:DescribeExecution"), "{msg}");
     assert_eq!(s["lastError"]["httpStatus"], 403, "{s}");
     assert_eq!(cloud.calls("StopExecution"), 1);
-    // A changed Secret, and a pass over the object: still the one call.
+    // A changed Secret, and a change to the object: still the one call. Settled, the
+    // object does not even reach a controller.
     c.must(
         &["label", "-n", &ns, "secret", "creds", "rotated=yes"],
         None,
     );
     let reconciles = op.metric("flowstop_reconciles_total").await;
+    let seen = op.metric("flowstop_watch_events_total").await;
     c.must(&["annotate", "-n", &ns, "estop", "s", "poke=1"], None);
-    eventually("a pass over the object", || async {
-        op.metric("flowstop_reconciles_total").await > reconciles
+    eventually("the operator sees the change", || async {
+        op.metric("flowstop_watch_events_total").await > seen
     })
     .await;
+    assert_eq!(
+        op.metric("flowstop_reconciles_total").await,
+        reconciles,
+        "no pass over a settled object"
+    );
     assert_eq!(
         cloud.calls("StopExecution"),
         1,
