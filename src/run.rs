@@ -404,10 +404,7 @@ fn controllers(
                     .boxed(),
             );
         }
-        let set_ctx = Arc::new(reconcile::set::SetContext::new(
-            ctx.clone(),
-            scope.ledger.clone(),
-        ));
+        let set_ctx = Arc::new(reconcile::set::SetContext::new(ctx.clone(), &scope));
         let exit = exit.clone();
         runs.push(
             // Children's progress wakes the set (its writes are paced by `decide::set::pace`).

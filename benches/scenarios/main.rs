@@ -100,9 +100,15 @@ async fn main() -> anyhow::Result<()> {
         };
         let rest = scenarios::at_rest(&env, objects, repeats, std::time::Duration::from_secs(hold))
             .await?;
+        // The smoke runs on a debug build beside other checks: at the quota scenario's pace.
+        let speedup = if args.small {
+            scenarios::SPEEDUP
+        } else {
+            SCALE_SPEEDUP
+        };
         let mut sets = vec![];
         for n in sizes {
-            sets.push(set::set_quota(&env, n, repeats, SCALE_SPEEDUP).await?);
+            sets.push(set::set_quota(&env, n, repeats, speedup).await?);
         }
         Some(report::Scale { rest, sets })
     } else {

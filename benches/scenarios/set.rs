@@ -152,20 +152,33 @@ pub async fn set_quota(
         ok = stops_ok / n as f64;
         lists = list_total;
         let singles = SINGLE_WRITES * SINGLES as f64;
+        let set_events = event_writes_about(env, &ns, "ExecutionStopSet").await?;
         child_writes = (writes(&before, &after, "executionstops", "")
             + writes(&before, &after, "executionstops", "status")
             + writes(&before, &after, "events", "")
-            - singles)
+            - singles
+            - set_events)
             / n as f64;
         set_writes = (writes(&before, &after, "executionstopsets", "")
-            + writes(&before, &after, "executionstopsets", "status"))
+            + writes(&before, &after, "executionstopsets", "status")
+            + set_events)
             / n as f64;
         api_writes = child_writes + set_writes;
+        eprintln!(
+            "set run {r}: ExecutionStop creates {} / status writes {} / Events {} (of which the set's {set_events}, the singles' about {}); 429s {throttled}",
+            writes(&before, &after, "executionstops", ""),
+            writes(&before, &after, "executionstops", "status"),
+            writes(&before, &after, "events", ""),
+            SINGLES,
+        );
         // What a set's child may cost, and that each execution is stopped exactly once: the
-        // smoke in scripts/test fails on either.
+        // smoke in scripts/test fails on either. A 429 adds three writes of its own (the
+        // Retrying status, the next attempt's record, a Warning Event): how many 429s there
+        // are is the limiter's figure (≤ 2 %), not this one's.
+        let unthrottled = child_writes - 3.0 * throttled / n as f64;
         anyhow::ensure!(
-            child_writes <= 3.0,
-            "a child cost {child_writes:.3} API writes (create + attempt + result is 3)"
+            unthrottled <= 3.0,
+            "a child cost {unthrottled:.3} API writes besides those of 429s (create + attempt + result is 3)"
         );
         anyhow::ensure!(
             stops_ok == n as f64,
@@ -194,6 +207,19 @@ pub async fn set_quota(
         operator_cpu_ms_per_execution: spread(&cpu),
         singles_latency_s: spread(&sorted(latencies)),
     })
+}
+
+/// Writes of the Events in `ns` about objects of `kind`: a create each, and a patch per
+/// repeat folded into its series.
+async fn event_writes_about(env: &Env, ns: &str, kind: &str) -> anyhow::Result<f64> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), ns);
+    let events = api.list(&Default::default()).await?;
+    Ok(events
+        .items
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some(kind))
+        .map(|e| e.series.as_ref().map_or(1.0, |s| f64::from(s.count.max(1))))
+        .sum())
 }
 
 /// The report's rows for the set scenario.

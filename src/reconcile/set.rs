@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -31,15 +32,19 @@ pub struct SetContext {
     pub base: Arc<Context>,
     /// Every ExecutionStop the operator watches in this scope, by set: a set's children.
     pub ledger: crate::watch::SharedLedger,
+    /// The ExecutionStops' cache of the same watch: ready once the ledger holds every
+    /// object. Until then a set's children cannot be counted.
+    pub stops: Store<ExecutionStop>,
     /// When each set's progress (by uid) was last written (`decide::set::pace`).
     pub progress_written: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl SetContext {
-    pub fn new(base: Arc<Context>, ledger: crate::watch::SharedLedger) -> Self {
+    pub fn new(base: Arc<Context>, scope: &crate::watch::Scope) -> Self {
         Self {
             base,
-            ledger,
+            ledger: scope.ledger.clone(),
+            stops: scope.stops.clone(),
             progress_written: Default::default(),
         }
     }
@@ -240,6 +245,11 @@ pub async fn reconcile(
     ctx: Arc<SetContext>,
 ) -> Result<controller::Action, Error> {
     if obj.metadata.deletion_timestamp.is_some() {
+        return Ok(controller::Action::await_change());
+    }
+    // The sets' watch may sync before the ExecutionStops' does: counting children from a
+    // half-listed ledger would write wrong counts (and a restart would write at rest).
+    if ctx.stops.wait_until_ready().await.is_err() {
         return Ok(controller::Action::await_change());
     }
     let ns = obj.namespace().unwrap_or_default();

@@ -314,7 +314,14 @@ impl Harness {
     async fn set_pass(&self) -> Result<kube::runtime::controller::Action, Error> {
         let set: ExecutionStopSet =
             serde_json::from_value(self.api.set.lock().unwrap().clone()).unwrap();
-        let ctx = Arc::new(SetContext::new(self.ctx.clone(), Default::default()));
+        let (stops, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+        let scope = crate::watch::Scope {
+            stops,
+            sets: kube::runtime::reflector::store().0,
+            ledger: Default::default(),
+        };
+        let ctx = Arc::new(SetContext::new(self.ctx.clone(), &scope));
         super::set::reconcile(Arc::new(set), ctx).await
     }
 

@@ -189,11 +189,13 @@ async fn watch_stops(
                 }
             }
             watcher::Event::InitDone => {
-                // The cache is swapped first: a controller woken for an object finds it.
-                cache.apply_watcher_event(&watcher::Event::InitDone);
+                // The ledger first, then the cache (which turns ready): a set waits for this
+                // cache to be ready before it counts its children in the ledger. Both before
+                // any wake-up: a controller woken for an object finds it.
                 let r = relist.take().unwrap_or_default();
                 let changed = r.ledger.sets_changed_from(&ledger.lock());
                 *ledger.lock() = r.ledger;
+                cache.apply_watcher_event(&watcher::Event::InitDone);
                 for obj in &r.wake {
                     tx.stop(obj);
                 }
