@@ -26,8 +26,9 @@ struct Args {
     /// Where to write results.json, results.md and quota.png
     #[arg(long, default_value = "docs/bench")]
     out: PathBuf,
-    /// Run only these scenarios (latency, burst, quota, set, emulator, rest, scale); all
-    /// when empty, but scale only with --small (in full it takes about half an hour)
+    /// Run only these scenarios (latency, burst, quota, set, emulator, rest, scale — or one
+    /// half of it, scale-rest or scale-sets); all when empty, but scale only with --small (in
+    /// full it takes about half an hour)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Accept cargo's own `--bench` flag
@@ -75,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let set = if run("set") {
-        Some(set::set_quota(&env, set_n, repeats, scenarios::SPEEDUP).await?)
+        Some(set::set_quota(&env, set_n, repeats, scenarios::SPEEDUP, args.small).await?)
     } else {
         None
     };
@@ -92,14 +93,18 @@ async fn main() -> anyhow::Result<()> {
     // 100,000 finished objects at rest (held 5 minutes), then sets of 10,000 and 1,000 with
     // the quota sped up 25 times (a 10,000-set's floor is then 3.4 minutes); the smoke
     // (--small) runs 2,000 objects and a set of 1,000.
-    let scale = if run("scale") {
+    let scale = if run("scale") || run("scale-rest") || run("scale-sets") {
         let (objects, hold, sizes) = if args.small {
             (2000, 0, vec![1000])
         } else {
             (100_000, 300, vec![1000, 10_000])
         };
-        let rest = scenarios::at_rest(&env, objects, repeats, std::time::Duration::from_secs(hold))
-            .await?;
+        let rest = if run("scale") || run("scale-rest") {
+            let hold = std::time::Duration::from_secs(hold);
+            Some(scenarios::at_rest(&env, objects, repeats, hold).await?)
+        } else {
+            None
+        };
         // The smoke runs on a debug build beside other checks: at the quota scenario's pace.
         let speedup = if args.small {
             scenarios::SPEEDUP
@@ -107,8 +112,10 @@ async fn main() -> anyhow::Result<()> {
             SCALE_SPEEDUP
         };
         let mut sets = vec![];
-        for n in sizes {
-            sets.push(set::set_quota(&env, n, repeats, speedup).await?);
+        if run("scale") || run("scale-sets") {
+            for n in sizes {
+                sets.push(set::set_quota(&env, n, repeats, speedup, args.small).await?);
+            }
         }
         Some(report::Scale { rest, sets })
     } else {

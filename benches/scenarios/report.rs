@@ -273,12 +273,22 @@ pub fn chart(r: &Results, path: &Path) -> anyhow::Result<()> {
 /// The scale scenario: many finished objects at rest, and sets at two sizes.
 #[derive(serde::Serialize, Debug)]
 pub struct Scale {
-    pub rest: crate::scenarios::Rest,
+    pub rest: Option<crate::scenarios::Rest>,
     pub sets: Vec<crate::set::SetRun>,
 }
 
 fn scale_rows(sc: &Scale, mark: impl Fn(bool) -> &'static str) -> String {
-    let a = &sc.rest;
+    let mut s = String::new();
+    if let Some(a) = &sc.rest {
+        s += &rest_rows(a, &mark);
+    }
+    for set in &sc.sets {
+        s += &crate::set::rows(set, &mark);
+    }
+    s
+}
+
+fn rest_rows(a: &crate::scenarios::Rest, mark: impl Fn(bool) -> &'static str) -> String {
     let mut s = format!(
         "| scale: at rest ({} finished objects, {} of them children of {} sets; held {:.0} s after the first start) | fnf calls / status writes / apiserver writes | {:.0} / {:.0} / {:.0} | 0 / 0 / 0 | {} |\n",
         a.n,
@@ -301,8 +311,5 @@ fn scale_rows(sc: &Scale, mark: impl Fn(bool) -> &'static str) -> String {
         a.time_to_all_seen_s,
         mark(a.time_to_all_seen_s.max <= 30.0)
     );
-    for set in &sc.sets {
-        s += &crate::set::rows(set, &mark);
-    }
     s
 }

@@ -66,11 +66,14 @@ fn calls(counters: &serde_json::Value, action: &str) -> (f64, f64, f64) {
 /// status writes and a Normal Event each, taken out of the set's figures.
 const SINGLE_WRITES: f64 = 4.0;
 
+/// With `strict` (the smoke), a child costing more than its three writes, or an execution
+/// not stopped exactly once, is an error; otherwise the report marks it.
 pub async fn set_quota(
     env: &Env,
     n: usize,
     repeats: usize,
     speedup: f64,
+    strict: bool,
 ) -> anyhow::Result<SetRun> {
     let floor = move |n: usize| floor(n, speedup);
     let rate = (2.0 * speedup).to_string();
@@ -175,15 +178,19 @@ pub async fn set_quota(
         // smoke in scripts/test fails on either. A 429 adds three writes of its own (the
         // Retrying status, the next attempt's record, a Warning Event): how many 429s there
         // are is the limiter's figure (≤ 2 %), not this one's.
+        // A status write that lost a race with another writer (409) is written again: a
+        // hundredth of a write per child is left for those.
         let unthrottled = child_writes - 3.0 * throttled / n as f64;
-        anyhow::ensure!(
-            unthrottled <= 3.0,
-            "a child cost {unthrottled:.3} API writes besides those of 429s (create + attempt + result is 3)"
-        );
-        anyhow::ensure!(
-            stops_ok == n as f64,
-            "{stops_ok} successful StopExecution calls for {n} executions"
-        );
+        if strict {
+            anyhow::ensure!(
+                unthrottled <= 3.01,
+                "a child cost {unthrottled:.3} API writes besides those of 429s (create + attempt + result is 3)"
+            );
+            anyhow::ensure!(
+                stops_ok == n as f64,
+                "{stops_ok} successful StopExecution calls for {n} executions"
+            );
+        }
         eprintln!(
             "set run {r}: {n} executions in {wall:.2} s ({:.3} × the floor's {:.2} s)",
             wall / floor(n),
