@@ -4,6 +4,7 @@
 mod admission;
 mod chart;
 mod endpoints;
+mod gitops;
 mod health;
 mod observability;
 mod operator;

@@ -5,6 +5,7 @@
 //! - `cloud`: an in-process fnf-emulator and a client on it;
 //! - `node`: a real single node (kubelet, containerd, runc, CNI) in a network namespace;
 //! - `fixtures`: typed builders of the objects tests apply;
+//! - `gitops`: Argo CD and Flux built from their modules, a git server, on a plane of their own;
 //! - `oracle`: Alibaba's official SDKs, installed by scripts/oracles;
 //! - `tools`: helm, promtool, krew and the health judges, built from their modules.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ pub mod cloud;
 pub mod cluster;
 pub mod controlplane;
 pub mod fixtures;
+pub mod gitops;
 pub mod node;
 pub mod operator;
 pub mod oracle;
