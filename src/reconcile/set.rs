@@ -249,9 +249,9 @@ pub async fn reconcile(
     }
     // The sets' watch may sync before the ExecutionStops' does: counting children from a
     // half-listed ledger would write wrong counts (and a restart would write at rest).
-    if ctx.stops.wait_until_ready().await.is_err() {
-        return Ok(controller::Action::await_change());
-    }
+    // Polled: the cache's readiness wakes only its latest waiter, and several sets (and
+    // /readyz) wait at once.
+    super::policy::wait_ready(&ctx.stops).await;
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<ExecutionStopSet> = Api::namespaced(ctx.base.client.clone(), &ns);
     let Some(obj) = current(obj, &api).await? else {

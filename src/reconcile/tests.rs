@@ -478,3 +478,49 @@ async fn a_name_held_by_a_stranger_is_reported_not_counted() {
     // Pending padding counts only what the set created.
     assert_eq!(status["children"]["total"], PAGE_NAMES - 1, "{status:#}");
 }
+
+/// Several sets (and /readyz) wait at once for the ExecutionStops' watch to sync: every one
+/// goes on once it has (the cache's own signal wakes only its latest waiter, which left
+/// the others hanging and the set controller stuck after a restart).
+#[tokio::test]
+async fn every_set_waiting_for_the_stops_watch_goes_on_once_it_has_synced() {
+    let h = Harness::new(0);
+    let (stops, mut writer) = kube::runtime::reflector::store::<ExecutionStop>();
+    let scope = crate::watch::Scope {
+        stops: stops.clone(),
+        sets: kube::runtime::reflector::store().0,
+        ledger: Default::default(),
+    };
+    let ctx = Arc::new(SetContext::new(h.ctx.clone(), &scope));
+    let set: ExecutionStopSet = serde_json::from_value(h.api.set.lock().unwrap().clone()).unwrap();
+    let set = Arc::new(set);
+    let passes: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(super::set::reconcile(set.clone(), ctx.clone())))
+        .collect();
+    // Another waiter polls the signal meanwhile, as /readyz does.
+    let poller = tokio::spawn(async move {
+        loop {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(10),
+                stops.wait_until_ready(),
+            )
+            .await;
+            tokio::task::yield_now().await;
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        h.log().iter().all(|l| !l.starts_with("list")),
+        "nothing before the sync"
+    );
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+    for pass in passes {
+        tokio::time::timeout(std::time::Duration::from_secs(10), pass)
+            .await
+            .expect("the set's pass went on after the sync")
+            .unwrap()
+            .unwrap();
+    }
+    poller.abort();
+}

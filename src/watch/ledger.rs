@@ -65,9 +65,9 @@ fn tally(c: &mut ChildCounts, phase: Option<Phase>, add: bool) {
 }
 
 impl Ledger {
-    /// Records `obj` as it is now. Returns the set whose children's counts changed (to wake
-    /// it), if any.
-    pub fn apply(&mut self, obj: &ExecutionStop) -> Option<ObjectRef<ExecutionStopSet>> {
+    /// Records `obj` as it is now. Returns the sets whose children's counts changed (to wake
+    /// them): its set, and the one it left if its owner changed (orphaned, say).
+    pub fn apply(&mut self, obj: &ExecutionStop) -> Vec<ObjectRef<ExecutionStopSet>> {
         let ns = obj.namespace().unwrap_or_default();
         let key: Box<str> = format!("{ns}/{}", obj.name_any()).into();
         let phase = obj.status.as_ref().and_then(|s| s.phase);
@@ -84,13 +84,18 @@ impl Ledger {
             .as_ref()
             .is_some_and(|o| o.phase == phase && o.set == set);
         if unchanged {
-            return None;
+            return vec![];
         }
         let name = obj.name_any();
+        let mut wake = vec![];
         if let Some(old) = old {
             tally(&mut self.all, old.phase, false);
             if let Some(s) = &old.set {
-                self.leave(s, &name, old.phase);
+                if let Some(left) = self.leave(s, &name, old.phase)
+                    && old.set != set
+                {
+                    wake.push(ObjectRef::new(&left).within(&ns));
+                }
             }
         }
         tally(&mut self.all, phase, true);
@@ -103,7 +108,8 @@ impl Ledger {
             tally(&mut children.counts, phase, true);
             children.names.insert(name.into());
         }
-        owner.map(|o| ObjectRef::new(&o.name).within(&ns))
+        wake.extend(owner.map(|o| ObjectRef::new(&o.name).within(&ns)));
+        wake
     }
 
     /// Forgets `obj`. Returns the set whose children's counts changed, if any.
@@ -117,14 +123,16 @@ impl Ledger {
         owner_set(obj).map(|o| ObjectRef::new(&o.name).within(&ns))
     }
 
-    fn leave(&mut self, set: &Arc<str>, name: &str, phase: Option<Phase>) {
-        if let Some(children) = self.sets.get_mut(set) {
-            tally(&mut children.counts, phase, false);
-            children.names.remove(name);
-            if children.names.is_empty() {
-                self.sets.remove(set);
-            }
+    /// Takes a child out of its set's counts; returns the set's name.
+    fn leave(&mut self, set: &Arc<str>, name: &str, phase: Option<Phase>) -> Option<String> {
+        let children = self.sets.get_mut(set)?;
+        tally(&mut children.counts, phase, false);
+        children.names.remove(name);
+        let set_name = children.set_name.to_string();
+        if children.names.is_empty() {
+            self.sets.remove(set);
         }
+        Some(set_name)
     }
 
     /// The shared key of a set, so its children hold one copy of it.
@@ -132,11 +140,6 @@ impl Ledger {
         self.sets
             .get_key_value(key)
             .map_or_else(|| key.into(), |(k, _)| k.clone())
-    }
-
-    /// The children of the set `set` (none yet: empty).
-    pub fn children(&self, set: &ExecutionStopSet) -> Children {
-        self.children_of(set).cloned().unwrap_or_default()
     }
 
     /// The counts of `set`'s children.
@@ -258,17 +261,17 @@ mod tests {
         let s = set("a", "s", "u1");
         let mut l = Ledger::default();
         let wake = l.apply(&stop("a", "c1", None, Some("u1")));
-        assert_eq!(wake, Some(ObjectRef::new("s").within("a")));
+        assert_eq!(wake, [ObjectRef::new("s").within("a")]);
         l.apply(&stop("a", "c2", Some(Phase::Stopping), Some("u1")));
         l.apply(&stop("a", "single", Some(Phase::Stopped), None));
         assert_eq!(
             l.apply(&stop("a", "c2", Some(Phase::Stopping), Some("u1"))),
-            None,
+            [],
             "same phase: nothing to wake"
         );
         assert_eq!(
             l.apply(&stop("a", "c2", Some(Phase::Stopped), Some("u1"))),
-            Some(ObjectRef::new("s").within("a"))
+            [ObjectRef::new("s").within("a")]
         );
         let c = l.counts(&s);
         assert_eq!((c.total, c.pending, c.stopped), (2, 1, 1));
@@ -298,10 +301,14 @@ mod tests {
     }
 
     #[test]
-    fn an_orphaned_child_leaves_its_set() {
+    fn an_orphaned_child_leaves_its_set_and_wakes_it() {
         let mut l = Ledger::default();
         l.apply(&stop("a", "c1", None, Some("u1")));
-        l.apply(&stop("a", "c1", None, None));
+        assert_eq!(
+            l.apply(&stop("a", "c1", None, None)),
+            [ObjectRef::new("s").within("a")],
+            "the set it left counts one less"
+        );
         assert_eq!(l.counts(&set("a", "s", "u1")).total, 0);
         assert_eq!(l.by_phase().total, 1);
     }

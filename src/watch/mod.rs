@@ -94,7 +94,7 @@ pub fn scope(
         let stops = stripped(stops).inspect(move |_| m.watched("ExecutionStop"));
         let sets = stripped(sets).inspect(move |_| metrics.watched("ExecutionStopSet"));
         let stops = watch_stops(stops, stop_writer, ledger.clone(), tx);
-        let sets = watch_sets(sets, set_writer, ledger, tx2);
+        let sets = watch_sets(sets, set_writer, ledger, scope.stops.clone(), tx2);
         async move {
             futures::future::join(stops, sets).await;
         }
@@ -204,7 +204,7 @@ async fn watch_stops(
                 }
             }
             watcher::Event::Apply(obj) => {
-                let set = ledger.lock().apply(&obj);
+                let sets = ledger.lock().apply(&obj);
                 if settled(&obj) {
                     cache.apply_watcher_event(&watcher::Event::Delete(obj));
                 } else {
@@ -212,9 +212,7 @@ async fn watch_stops(
                     cache.apply_watcher_event(&watcher::Event::Apply(obj));
                     tx.stop(&woken);
                 }
-                if let Some(set) = set {
-                    tx.set(set);
-                }
+                sets.into_iter().for_each(|s| tx.set(s));
             }
             watcher::Event::Delete(obj) => {
                 let set = ledger.lock().delete(&obj);
@@ -231,6 +229,7 @@ async fn watch_sets(
     events: impl Stream<Item = watcher::Event<ExecutionStopSet>>,
     mut cache: Writer<ExecutionStopSet>,
     ledger: SharedLedger,
+    stops: Store<ExecutionStop>,
     tx: Senders,
 ) {
     let mut events = std::pin::pin!(events);
@@ -248,7 +247,9 @@ async fn watch_sets(
                 let ns = set.namespace().unwrap_or_default();
                 let uid = set.metadata.uid.clone().unwrap_or_default();
                 for child in ledger.lock().child_names(&ns, &uid) {
-                    let _ = tx.bulk.unbounded_send(ObjectRef::new(&child).within(&ns));
+                    if let Some(obj) = stops.get(&ObjectRef::new(&child).within(&ns)) {
+                        tx.stop(&wake(&obj));
+                    }
                 }
             }
         }
