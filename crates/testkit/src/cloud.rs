@@ -62,11 +62,24 @@ impl Cloud {
             .unwrap();
     }
 
+    /// Starts an execution as a client of the service would: a 429 (an emulator with its
+    /// quota on, a test starting hundreds in a row) is waited out and tried again.
     pub async fn start(&self, flow: &str, exec: &str, input: Option<&str>) {
-        self.client
-            .start_execution(&self.account, flow, Some(exec), input)
-            .await
-            .unwrap();
+        let mut tries = 0u64;
+        loop {
+            match self
+                .client
+                .start_execution(&self.account, flow, Some(exec), input)
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if e.kind() == fnf::ErrorKind::Throttled && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * tries.min(10))).await;
+                }
+                Err(e) => panic!("starting {exec}: {e}"),
+            }
+        }
     }
 
     /// Stops an execution as another client would (a person, a script).
