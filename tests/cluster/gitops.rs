@@ -807,10 +807,12 @@ async fn argo_cd_presync_drain_stops_every_execution_before_the_definition_and_a
     ));
     let ctx = argo_context(argo, &ns);
 
+    // Argo CD may show the app Missing for a moment after the sync that created its
+    // resources, until it assesses their health: Healthy is waited for, not read once.
     let app = until(
-        "the first sync succeeds",
+        "the first sync succeeds and the app is Healthy",
         120,
-        || synced(argo, &ns, &first),
+        || synced(argo, &ns, &first).filter(|a| app_health(a) == "Healthy"),
         &ctx,
     )
     .await;
