@@ -297,14 +297,7 @@ impl Plane {
                 .service_account_kubeconfig("flowstop-system", "flowstop"),
             namespace: ns,
             endpoint: &cloud.emu.url(),
-            args: &[
-                "--backoff-base-ms",
-                "100",
-                "--backoff-max-ms",
-                "1000",
-                "--describe-wait",
-                "5",
-            ],
+            args: crate::operator::TEST_ARGS,
             env: &[],
             log: None,
             // Generous: the GitOps tests run beside the rest, on a busy machine.

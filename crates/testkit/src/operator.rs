@@ -120,17 +120,11 @@ impl Operator {
         env: &[(&str, &str)],
         log: Option<&Path>,
     ) -> Operator {
-        let args: Vec<&str> = [
-            "--backoff-base-ms",
-            "100",
-            "--backoff-max-ms",
-            "1000",
-            "--describe-wait",
-            "5",
-        ]
-        .into_iter()
-        .chain(extra.iter().copied())
-        .collect();
+        let args: Vec<&str> = TEST_ARGS
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .collect();
         Self::launch(Launch {
             binary: workspace_bin(repo(""), "flowstop"),
             kubeconfig: installed().service_account_kubeconfig("flowstop-system", "flowstop"),
@@ -356,3 +350,13 @@ pub async fn setup(
     let op = Operator::start(&ns, &cloud.emu.url(), extra).await;
     (ns, cloud, op)
 }
+
+/// The operator's flags in tests: short retries and confirmations, so a test waits seconds.
+pub const TEST_ARGS: &[&str] = &[
+    "--backoff-base-ms",
+    "100",
+    "--backoff-max-ms",
+    "1000",
+    "--describe-wait",
+    "5",
+];
