@@ -9,7 +9,7 @@ use crate::lease::{self, LeaseConfig};
 use crate::ratelimit::{Lane, Limit, RateLimiter};
 use crate::reconcile::{self, Context};
 use crate::telemetry::{self, LogFormat, Metrics};
-use crate::watch;
+use crate::watch::{self, InitialList};
 use anyhow::Context as _;
 use fnf::Provider;
 use futures::StreamExt;
@@ -120,6 +120,11 @@ pub struct RunArgs {
     /// terminationGracePeriodSeconds, 30 by default)
     #[arg(long, env = "FLOWSTOP_SHUTDOWN_GRACE_SECONDS", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..))]
     pub shutdown_grace_seconds: u64,
+    /// How the watches read what exists when the operator starts: `stream` (one watch
+    /// request; Kubernetes' WatchList, on by default from 1.34), `pages` (a list request per
+    /// 500 objects), or `auto`: stream if the API server does, asked once at start
+    #[arg(long, env = "FLOWSTOP_INITIAL_LIST", value_enum, default_value_t = InitialList::Auto)]
+    pub initial_list: InitialList,
     /// Log format
     #[arg(long, env = "FLOWSTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -169,7 +174,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
     let policy_stores = ctx.policies.stores();
-    let (controllers, scopes) = controllers(&args, ctx, exit.clone());
+    let first = args.namespaces.first().map(String::as_str);
+    let initial = (args.initial_list)
+        .resolve(&scoped::<crate::crd::ExecutionStop>(&client, first))
+        .await;
+    let (controllers, scopes) = controllers(&args, ctx, initial, exit.clone());
     metrics.count_objects_in(scopes.clone());
     tokio::spawn(ready_when_synced(scopes, policy_stores, metrics));
     let grace = Duration::from_secs(args.shutdown_grace_seconds);
@@ -367,6 +376,7 @@ fn exit_signal(lost: Shared<BoxFuture<'static, ()>>) -> ExitSignal {
 fn controllers(
     args: &RunArgs,
     ctx: Arc<Context>,
+    initial: InitialList,
     exit: ExitSignal,
 ) -> (BoxFuture<'static, ()>, Vec<watch::Scope>) {
     let scopes: Vec<Option<&str>> = if args.namespaces.is_empty() {
@@ -380,6 +390,7 @@ fn controllers(
         let (scope, wakes, watching) = watch::scope(
             scoped(&ctx.client, ns),
             scoped(&ctx.client, ns),
+            initial,
             ctx.metrics.clone(),
         );
         tokio::spawn(watching);

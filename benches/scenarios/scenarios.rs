@@ -344,8 +344,12 @@ pub struct Rest {
     pub sets: usize,
     /// How long the first restart was held at rest, counting calls and writes.
     pub held_s: f64,
+    /// The operator's default: initial lists streamed (WatchList).
     pub time_to_ready_s: Spread,
     pub time_to_all_seen_s: Spread,
+    /// With `--initial-list pages`, as on an API server without streaming lists.
+    pub paged_time_to_ready_s: Spread,
+    pub paged_time_to_all_seen_s: Spread,
     pub fnf_calls: f64,
     pub status_writes: f64,
     pub apiserver_writes: f64,
@@ -405,40 +409,35 @@ pub async fn at_rest(env: &Env, n: usize, restarts: usize, hold: Duration) -> an
     run_sets(env, &emu, &ns, sets).await?;
     eprintln!("at rest: {singles} single ExecutionStops and {children} children of {sets} sets");
     let (mut ready, mut all, mut rss) = (vec![], vec![], vec![]);
+    let (mut paged_ready, mut paged_all) = (vec![], vec![]);
     let (mut calls, mut status_writes, mut api_writes) = (0.0, 0.0, 0.0);
-    for r in 0..restarts {
-        let before = env.apiserver_requests().await?;
-        let t0 = Instant::now();
-        let op = env::start_operator(env, &emu, &ns, &[]).await?;
-        ready.push(t0.elapsed().as_secs_f64());
-        let deadline = Instant::now() + Duration::from_secs(600);
-        // Every object in the operator's ledger (settled ones never reach a controller).
-        while op.metric("flowstop_objects").await < n as f64 {
-            anyhow::ensure!(Instant::now() < deadline, "not all seen");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    // The operator's default first (its initial lists streamed: WatchList is on in 1.35),
+    // then as it is on an API server without streaming lists (in pages of 500).
+    for (paged, extra) in [(false, &[][..]), (true, &["--initial-list", "pages"][..])] {
+        for r in 0..restarts {
+            let hold = if r == 0 && !paged {
+                hold
+            } else {
+                Duration::ZERO
+            };
+            let start = restart(env, &emu, &ns, n, extra, hold).await?;
+            calls += start.calls;
+            status_writes += start.status_writes;
+            api_writes += start.api_writes;
+            let how = if paged { "in pages" } else { "streamed" };
+            eprintln!(
+                "at rest, restart {r} ({how}): ready in {:.2} s, all {n} seen in {:.2} s, RSS {:.1} MiB",
+                start.ready, start.all, start.rss
+            );
+            if paged {
+                paged_ready.push(start.ready);
+                paged_all.push(start.all);
+            } else {
+                ready.push(start.ready);
+                all.push(start.all);
+                rss.push(start.rss);
+            }
         }
-        all.push(t0.elapsed().as_secs_f64());
-        if r == 0 {
-            tokio::time::sleep(hold).await;
-        }
-        let after = env.apiserver_requests().await?;
-        calls += op.metric("flowstop_fnf_calls_total").await;
-        status_writes += op.metric("flowstop_status_writes_total").await;
-        api_writes += ["executionstops", "executionstopsets"]
-            .iter()
-            .flat_map(|k| {
-                [
-                    writes(&before, &after, k, "status"),
-                    writes(&before, &after, k, ""),
-                ]
-            })
-            .sum::<f64>()
-            + writes(&before, &after, "events", "");
-        rss.push(op.usage().2);
-        eprintln!(
-            "at rest, restart {r}: ready in {:.2} s, all {n} seen in {:.2} s, RSS {:.1} MiB",
-            ready[r], all[r], rss[r]
-        );
     }
     let (total, _) = stop_counts(&emu.counters().await?);
     let stop_calls_at_rest = total - children as f64;
@@ -453,10 +452,63 @@ pub async fn at_rest(env: &Env, n: usize, restarts: usize, hold: Duration) -> an
         held_s: hold.as_secs_f64(),
         time_to_ready_s: spread(&ready),
         time_to_all_seen_s: spread(&all),
+        paged_time_to_ready_s: spread(&paged_ready),
+        paged_time_to_all_seen_s: spread(&paged_all),
         fnf_calls: calls + stop_calls_at_rest,
         status_writes,
         apiserver_writes: api_writes,
         rss_mib: spread(&rss),
+    })
+}
+
+/// One start of the operator over `n` settled objects, held for `hold` once all are seen.
+struct Start {
+    ready: f64,
+    all: f64,
+    rss: f64,
+    calls: f64,
+    status_writes: f64,
+    api_writes: f64,
+}
+
+async fn restart(
+    env: &Env,
+    emu: &Emulator,
+    ns: &str,
+    n: usize,
+    extra: &[&str],
+    hold: Duration,
+) -> anyhow::Result<Start> {
+    let before = env.apiserver_requests().await?;
+    let t0 = Instant::now();
+    let op = env::start_operator(env, emu, ns, extra).await?;
+    let ready = t0.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Every object in the operator's ledger (settled ones never reach a controller).
+    while op.metric("flowstop_objects").await < n as f64 {
+        anyhow::ensure!(Instant::now() < deadline, "not all seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(hold).await;
+    let after = env.apiserver_requests().await?;
+    let api_writes = ["executionstops", "executionstopsets"]
+        .iter()
+        .flat_map(|k| {
+            [
+                writes(&before, &after, k, "status"),
+                writes(&before, &after, k, ""),
+            ]
+        })
+        .sum::<f64>()
+        + writes(&before, &after, "events", "");
+    Ok(Start {
+        ready,
+        all,
+        rss: op.usage().2,
+        calls: op.metric("flowstop_fnf_calls_total").await,
+        status_writes: op.metric("flowstop_status_writes_total").await,
+        api_writes,
     })
 }
 

@@ -68,6 +68,8 @@ struct Pass<'a> {
     account: Option<(Account, Option<String>)>,
     /// What the ExecutionStopPolicies say of this set, as of the start of the pass.
     verdict: Verdict,
+    /// Pages of ListExecutions read in this pass.
+    pages: u32,
 }
 
 impl Pass<'_> {
@@ -90,6 +92,7 @@ impl Pass<'_> {
             outcome: observed,
             children: &counts,
             has_child: &existing,
+            pages_this_pass: self.pages,
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
             tuning: &self.ctx.base.tuning,
@@ -268,6 +271,7 @@ pub async fn reconcile(
         stored: Stored::new(api, &obj, obj.status.clone()),
         account: None,
         verdict,
+        pages: 0,
     };
     let (then, events) = match pass.run().await? {
         Ran::Deleted => return Ok(controller::Action::await_change()),
@@ -308,7 +312,8 @@ enum Ran {
 }
 
 impl Pass<'_> {
-    /// Decides and performs until the pass ends: one page at most, then waiting or done.
+    /// Decides and performs until the pass ends: `PAGES_PER_PASS` pages at most, then
+    /// waiting or done.
     async fn run(&mut self) -> Result<Ran, Error> {
         let mut observed = Outcome::Nothing;
         let mut events = vec![];
@@ -331,10 +336,17 @@ impl Pass<'_> {
                     started_before,
                     next_token,
                 } => {
-                    // The snapshot's time is on record before anything is listed.
-                    self.write().await?;
+                    // The snapshot's time is on record before anything is listed. Where a
+                    // listing is goes on record when the pass ends, not after every page.
+                    let snapshot = self.stored.status().map(|s| &s.snapshot_time);
+                    if snapshot != Some(&self.status.snapshot_time) {
+                        self.write().await?;
+                    }
                     match self.list(started_before, next_token).await {
-                        Ok(listed) => listed,
+                        Ok(listed) => {
+                            self.pages += 1;
+                            listed
+                        }
                         // No slot within a second: give the worker back, come again.
                         Err(later) => break controller::Action::requeue(later),
                     }
@@ -345,15 +357,15 @@ impl Pass<'_> {
         Ok(Ran::Then(then, events))
     }
 
-    /// Writes the pass's status, unless it is progress only and the last progress was
-    /// written less than a second ago (`decide::set::pace`): then it is the next pass's.
+    /// Writes the pass's status, unless it is progress only and not due yet
+    /// (`decide::set::pace`): then it is a later pass's.
     async fn paced_write(&mut self, then: controller::Action) -> Result<controller::Action, Error> {
         let uid = self.obj.metadata.uid.as_deref().unwrap_or_default();
         let now = Timestamp::now();
-        let stored = self.stored.status().and_then(|s| s.phase);
         let last = self.ctx.progress(uid, None);
         Ok(
-            match crate::decide::set::pace(stored, self.status.phase, last, now) {
+            match crate::decide::set::pace(self.stored.status(), &self.status, last, now) {
+                Pace::Unchanged => then,
                 Pace::Hold(wait) => controller::Action::requeue(wait),
                 Pace::Write { progress } => {
                     self.write().await?;

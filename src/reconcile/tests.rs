@@ -399,38 +399,46 @@ async fn a_rejected_object_reads_its_secret_once_per_recheck_and_calls_only_when
 }
 
 #[tokio::test]
-async fn a_set_reads_one_page_a_pass_and_records_where_it_stands() {
-    let h = Harness::with_pages(0, 3);
+async fn a_set_reads_its_pages_a_pass_and_records_where_it_stands_once() {
+    use crate::decide::set::PAGES_PER_PASS;
+    let h = Harness::with_pages(0, PAGES_PER_PASS + 2);
     let then = h.set_pass().await.unwrap();
     assert_eq!(
         then,
         kube::runtime::controller::Action::requeue(std::time::Duration::ZERO),
-        "the worker goes back to the queue after one page"
+        "the worker goes back to the queue after PAGES_PER_PASS pages"
     );
     let log = h.log();
-    assert_eq!(
-        log.iter().filter(|l| l.starts_with("list")).count(),
-        1,
-        "{log:?}"
+    let lists = log.iter().filter(|l| l.starts_with("list")).count();
+    assert_eq!(lists, PAGES_PER_PASS as usize, "{log:?}");
+    // Two writes: the snapshot's time before the first page, where it stands after the last.
+    let patches: Vec<&String> = log.iter().filter(|l| l.starts_with("patch set")).collect();
+    assert_eq!(patches.len(), 2, "{log:?}");
+    assert!(
+        log.iter().position(|l| l.starts_with("patch set"))
+            < log.iter().position(|l| l.starts_with("list")),
+        "the snapshot is on record before anything is listed: {log:?}"
     );
     assert_eq!(
         log.last().unwrap(),
-        "patch set Listing Counting pages=1 next=t1 complete=false",
+        &format!(
+            "patch set Listing Counting pages={PAGES_PER_PASS} next=t{PAGES_PER_PASS} complete=false"
+        ),
         "{log:?}"
     );
     // The next pass (a restart would do the same) resumes at the recorded token.
     h.set_pass().await.unwrap();
-    assert!(h.log().contains(&"list t1".to_string()), "{:?}", h.log());
+    let resumed = format!("list t{PAGES_PER_PASS}");
+    assert!(h.log().contains(&resumed), "{:?}", h.log());
 }
 
 #[tokio::test]
-async fn a_set_counts_every_page_before_it_creates_and_records_a_page_after_its_children() {
+async fn a_set_counts_every_page_before_it_creates_and_records_the_listing_after_the_children() {
     let h = Harness::with_pages(0, 2);
     for _ in 0..4 {
         h.set_pass().await.unwrap();
     }
     let log = h.log();
-    let at = |line: &str| log.iter().position(|l| l == line);
     let first_create = log.iter().position(|l| l.starts_with("create")).unwrap();
     let lists: Vec<&String> = log[..first_create]
         .iter()
@@ -441,13 +449,17 @@ async fn a_set_counts_every_page_before_it_creates_and_records_a_page_after_its_
         ["list ", "list t1", "list "],
         "counted, then listed again: {log:?}"
     );
-    // Page one's children exist before the write that moves the listing on to page two.
-    let last_of_page_one = log
+    // Where the listing stands is written only once the children of the pages read exist
+    // (a restart lists those pages again and finds their children).
+    let last_create = log.iter().rposition(|l| l.starts_with("create")).unwrap();
+    let written_after_creating = log[first_create..]
         .iter()
-        .rposition(|l| l.starts_with("create e0-"))
-        .unwrap();
-    let moved_on = at("patch set Listing Creating pages=1 next=t1 complete=false");
-    assert!(moved_on.is_some_and(|m| m > last_of_page_one), "{log:?}");
+        .position(|l| l.starts_with("patch set"))
+        .map(|p| p + first_create);
+    assert!(
+        written_after_creating.is_some_and(|w| w > last_create),
+        "{log:?}"
+    );
     let created: Vec<&String> = log.iter().filter(|l| l.starts_with("create")).collect();
     assert_eq!(
         created.len(),

@@ -8,6 +8,7 @@
 //! "a final object makes no call" hold by construction. It costs a ledger entry, which is
 //! all a set's counts and `flowstop_objects` need.
 
+pub mod initial;
 pub mod ledger;
 
 use crate::crd::set::SET_LABEL;
@@ -15,6 +16,7 @@ use crate::crd::{ExecutionStop, ExecutionStopSet};
 use crate::telemetry::Metrics;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
+pub use initial::InitialList;
 use kube::api::Api;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -71,6 +73,7 @@ impl Senders {
 pub fn scope(
     stops: Api<ExecutionStop>,
     sets: Api<ExecutionStopSet>,
+    initial: InitialList,
     metrics: Arc<Metrics>,
 ) -> (Scope, Wakes, impl Future<Output = ()> + Send + 'static) {
     let (singles_tx, singles) = unbounded();
@@ -91,8 +94,8 @@ pub fn scope(
     let run = {
         let (ledger, tx2) = (scope.ledger.clone(), tx.clone());
         let m = metrics.clone();
-        let stops = stripped(stops).inspect(move |_| m.watched("ExecutionStop"));
-        let sets = stripped(sets).inspect(move |_| metrics.watched("ExecutionStopSet"));
+        let stops = stripped(stops, initial).inspect(move |_| m.watched("ExecutionStop"));
+        let sets = stripped(sets, initial).inspect(move |_| metrics.watched("ExecutionStopSet"));
         let stops = watch_stops(stops, stop_writer, ledger.clone(), tx);
         let sets = watch_sets(sets, set_writer, ledger, scope.stops.clone(), tx2);
         async move {
@@ -108,9 +111,12 @@ pub fn scope(
 }
 
 /// A watch whose objects keep only what reconcile reads: managedFields and kubectl's
-/// last-applied copy are most of an object's size. The initial list goes in pages (a
-/// list at "any" resourceVersion would come as one response of every object).
-fn stripped<K>(api: Api<K>) -> impl Stream<Item = watcher::Event<K>> + Send + 'static
+/// last-applied copy are most of an object's size. The initial list is streamed or goes in
+/// pages (`initial`); never one list response of every object.
+fn stripped<K>(
+    api: Api<K>,
+    initial: InitialList,
+) -> impl Stream<Item = watcher::Event<K>> + Send + 'static
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -120,7 +126,7 @@ where
         + Sync
         + 'static,
 {
-    watcher(api, watcher::Config::default())
+    watcher(api, initial.config())
         .modify(|o: &mut K| {
             let meta = o.meta_mut();
             meta.managed_fields = None;

@@ -458,3 +458,66 @@ async fn a_final_object_goes_after_its_ttl_unless_a_gitops_tool_manages_it() {
     assert_eq!(cloud.calls("StopExecution"), 4);
     op.stop().await;
 }
+
+/// On a plane of its own, an operator with the test flags (`auto` initial lists) and its
+/// log; an ExecutionStop made before it starts and one made after are both stopped.
+/// Returns the log.
+async fn stops_what_exists_and_what_comes(c: &testkit::cluster::Cluster, ns: &str) -> String {
+    use testkit::operator::{Launch, TEST_ARGS, repo};
+    let cloud = Cloud::new(|_| {}).await;
+    cloud.flow("f").await;
+    c.apply(&secret(ns, "creds", AK, SK));
+    let stop = |i: usize| {
+        ExecutionStop::new(ns, &format!("s{i}"), "f", &format!("e{i}"))
+            .secret("creds")
+            .yaml()
+    };
+    cloud.start("f", "e0", None).await;
+    c.apply(&stop(0));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let op = Operator::launch(Launch {
+        binary: testkit::cluster::workspace_bin(repo(""), "flowstop"),
+        kubeconfig: c.service_account_kubeconfig("flowstop-system", "flowstop"),
+        namespace: ns,
+        endpoint: &cloud.emu.url(),
+        args: TEST_ARGS,
+        env: &[],
+        log: Some(log.path()),
+        ready_within: std::time::Duration::from_secs(30),
+    })
+    .await
+    .expect("the operator starts and becomes ready");
+    cloud.start("f", "e1", None).await;
+    c.apply(&stop(1));
+    for i in 0..2 {
+        wait_for(c, ns, &format!("s{i}"), "condition=Ready");
+        assert_eq!(status(c, ns, &format!("s{i}"))["phase"], "Stopped");
+    }
+    assert_eq!(cloud.count("StopExecution", "OK"), 2);
+    op.stop().await;
+    std::fs::read_to_string(log.path()).unwrap()
+}
+
+/// What exists at start is read by a streamed watch where the API server streams
+/// (WatchList, on by default from Kubernetes 1.34: this plane), and in pages where it does
+/// not (the gate off, as Kubernetes 1.33 ships): the operator asks, and works either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_lists_are_streamed_where_the_server_can_and_paged_where_it_cannot() {
+    let c = installed();
+    let log = stops_what_exists_and_what_comes(c, &c.namespace("streamed")).await;
+    assert!(log.contains("initial lists are streamed"), "{log}");
+
+    let (_plane, _stdin, info) =
+        testkit::cluster::launch(&["--apiserver-feature-gates", "WatchList=false"]);
+    let paged = testkit::cluster::Cluster::attach(
+        testkit::cluster::get(&info, "kubeconfig").into(),
+        testkit::cluster::get(&info, "server").into(),
+        testkit::cluster::bin_dir(),
+    );
+    testkit::operator::install(&paged);
+    let log = stops_what_exists_and_what_comes(&paged, &paged.namespace("paged")).await;
+    assert!(
+        log.contains("initial lists go in pages") && log.contains("WatchList feature gate"),
+        "{log}"
+    );
+}

@@ -49,6 +49,9 @@ struct Case {
     now: &'static str,
     verdict: Verdict,
     gitops_managed: bool,
+    /// Pages this pass has read: by default its last (`PAGES_PER_PASS`), so a page ends the
+    /// pass unless a case says otherwise.
+    pages_this_pass: u32,
 }
 
 impl Case {
@@ -63,6 +66,7 @@ impl Case {
             now: "00:00",
             verdict: Verdict::Allowed,
             gitops_managed: false,
+            pages_this_pass: PAGES_PER_PASS,
         }
     }
 
@@ -79,6 +83,7 @@ impl Case {
             outcome: &self.outcome,
             children: &self.children,
             has_child: &*self.existing,
+            pages_this_pass: self.pages_this_pass,
             now: t(self.now),
             jitter: 0.5,
             tuning: &TUNING,
@@ -349,7 +354,7 @@ fn page(names: Vec<String>, next: Option<&str>) -> Outcome {
 }
 
 #[test]
-fn a_listing_reads_one_page_per_pass_counting_first_then_creating() {
+fn a_listing_reads_pages_in_passes_counting_first_then_creating() {
     let mut c = Case::new(spec(false, 150), Outcome::Nothing);
     let first: Vec<String> = (0..99).map(|n| format!("a{n:03}")).collect();
     let second: Vec<String> = (0..21).map(|n| format!("b{n:03}")).collect();
@@ -357,7 +362,11 @@ fn a_listing_reads_one_page_per_pass_counting_first_then_creating() {
     // Counting: page 1, then a pass of its own for page 2.
     c.outcome = page(first.clone(), Some("t1"));
     let d = c.run();
-    assert_eq!(d.action, Action::Wait(Duration::ZERO), "one page per pass");
+    assert_eq!(
+        d.action,
+        Action::Wait(Duration::ZERO),
+        "the pass has read its pages"
+    );
     let l = d.status.listing.clone().unwrap();
     assert_eq!((l.pass, l.pages, l.found), (ListPass::Counting, 1, 99));
     assert_eq!(l.next_token.as_deref(), Some("t1"));
@@ -399,6 +408,45 @@ fn a_listing_reads_one_page_per_pass_counting_first_then_creating() {
     c.status = d.status;
     c.outcome = page(second.clone(), None);
     assert_eq!(c.run().action, Action::Create(second));
+}
+
+#[test]
+fn a_pass_reads_up_to_its_pages_before_giving_the_worker_back() {
+    let mut c = Case::new(spec(false, 1_000), Outcome::Nothing);
+    c.status = c.run().status;
+    let list = |token: &str| Action::List {
+        started_before: Some(t("00:00")),
+        next_token: Some(token.into()),
+    };
+    // Counting: the next page in the same pass, until the pass has read PAGES_PER_PASS.
+    c.outcome = page(names(99), Some("t1"));
+    c.pages_this_pass = 1;
+    let d = c.run();
+    assert_eq!(d.action, list("t1"));
+    assert_eq!(d.status.listing.as_ref().unwrap().pages, 1);
+    c.pages_this_pass = PAGES_PER_PASS;
+    assert_eq!(c.run().action, Action::Wait(Duration::ZERO));
+    // Creating: once a page's ExecutionStops exist, the next page in the same pass.
+    c.status.snapshot_time = Some(MicroTime(t("00:00")));
+    c.status.listing = Some(ListingProgress {
+        next_token: Some("t5".into()),
+        ..ListingProgress::start(ListPass::Creating)
+    });
+    c.outcome = Outcome::Created { taken: vec![] };
+    c.pages_this_pass = 3;
+    assert_eq!(c.run().action, list("t5"));
+    c.pages_this_pass = PAGES_PER_PASS;
+    assert_eq!(c.run().action, Action::Wait(Duration::ZERO));
+    // A preview's pages have no snapshot: only the selector's bound.
+    let mut p = Case::new(spec(true, 1_000), page(names(99), Some("t1")));
+    p.pages_this_pass = 1;
+    assert_eq!(
+        p.run().action,
+        Action::List {
+            started_before: None,
+            next_token: Some("t1".into())
+        }
+    );
 }
 
 #[test]
@@ -900,30 +948,80 @@ fn a_throttled_listing_is_not_an_attempt_and_gives_up_only_after_the_throttle_li
     assert_eq!(c.run().status.throttled_since, None);
 }
 
+/// A Stopping set's status with `finals` of its `total` ExecutionStops final.
+fn stopping_with(total: u32, finals: u32) -> ExecutionStopSetStatus {
+    ExecutionStopSetStatus {
+        phase: Some(SetPhase::Stopping),
+        children: ChildCounts {
+            total,
+            stopped: finals,
+            stopping: total - finals,
+            ..ChildCounts::default()
+        },
+        ..ExecutionStopSetStatus::default()
+    }
+}
+
 #[test]
-fn progress_writes_are_paced_and_phase_changes_are_not() {
-    let stopping = Some(SetPhase::Stopping);
+fn progress_is_written_by_the_hundredth_and_phase_changes_at_once() {
     let at = |s: &str| Some(t(s));
+    let ms = |m: u64| Timestamp::from_millisecond(t("00:00").as_millisecond() + m as i64).unwrap();
+    let was = stopping_with(10_000, 1_000);
+    // Nothing new: nothing to write.
     assert_eq!(
-        pace(stopping, stopping, None, t("00:00")),
+        pace(Some(&was), &was, at("00:00"), ms(100)),
+        Pace::Unchanged
+    );
+    // The first progress (after a restart, or after a phase change) goes at once.
+    let hundredth = stopping_with(10_000, 1_100);
+    assert_eq!(
+        pace(Some(&was), &hundredth, None, ms(100)),
         Pace::Write { progress: true }
     );
-    let now: Timestamp = "2024-01-01T00:00:00.400Z".parse().unwrap();
+    // Another hundredth final: written once PROGRESS_EVERY has passed since the last.
     assert_eq!(
-        pace(stopping, stopping, at("00:00"), now),
-        Pace::Hold(Duration::from_millis(600))
+        pace(Some(&was), &hundredth, at("00:00"), ms(1_500)),
+        Pace::Hold(Duration::from_millis(500))
     );
     assert_eq!(
-        pace(stopping, stopping, at("00:00"), t("00:01")),
+        pace(Some(&was), &hundredth, at("00:00"), ms(2_000)),
         Pace::Write { progress: true }
     );
+    // Less than a hundredth: held until PROGRESS_AT_LEAST has passed.
+    let fewer = stopping_with(10_000, 1_099);
     assert_eq!(
-        pace(stopping, Some(SetPhase::Completed), at("00:00"), now),
-        Pace::Write { progress: false },
-        "a phase change is written at once"
+        pace(Some(&was), &fewer, at("00:00"), ms(2_000)),
+        Pace::Hold(Duration::from_secs(58))
     );
     assert_eq!(
-        pace(Some(SetPhase::Listing), stopping, at("00:00"), now),
+        pace(Some(&was), &fewer, at("00:00"), ms(60_000)),
+        Pace::Write { progress: true }
+    );
+    // A small set: one ExecutionStop is its hundredth.
+    assert_eq!(
+        pace(
+            Some(&stopping_with(50, 10)),
+            &stopping_with(50, 11),
+            at("00:00"),
+            ms(2_000)
+        ),
+        Pace::Write { progress: true }
+    );
+    // A phase change is written at once, whenever progress was last written.
+    let mut completed = stopping_with(10_000, 10_000);
+    completed.phase = Some(SetPhase::Completed);
+    assert_eq!(
+        pace(Some(&was), &completed, at("00:00"), ms(100)),
+        Pace::Write { progress: false }
+    );
+    let mut listing = was.clone();
+    listing.phase = Some(SetPhase::Listing);
+    assert_eq!(
+        pace(Some(&listing), &hundredth, at("00:00"), ms(100)),
+        Pace::Write { progress: false }
+    );
+    assert_eq!(
+        pace(None, &hundredth, at("00:00"), ms(100)),
         Pace::Write { progress: false }
     );
 }

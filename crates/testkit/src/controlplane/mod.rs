@@ -32,6 +32,8 @@ pub struct ControlPlane {
     etcd: Child,
     apiserver: Child,
     controller_manager: Option<Child>,
+    /// kube-apiserver's `--feature-gates`, if any.
+    feature_gates: Option<String>,
     pub etcd_port: u16,
     pub api_port: u16,
     pub kubeconfig: PathBuf,
@@ -95,6 +97,16 @@ async fn terminate(child: &mut Child) {
 impl ControlPlane {
     /// Starts etcd and kube-apiserver from `bin_dir` with their state in `dir`.
     pub async fn start(bin_dir: &Path, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(bin_dir, dir, None).await
+    }
+
+    /// As `start`, with kube-apiserver's `--feature-gates` (e.g. `WatchList=false`, to
+    /// serve as a Kubernetes release with that default would).
+    pub async fn start_with(
+        bin_dir: &Path,
+        dir: &Path,
+        feature_gates: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let pki_dir = dir.join("pki");
         pki::generate(&pki_dir).context("generating certificates")?;
         let (etcd_port, peer_port) = (free_port()?, free_port()?);
@@ -134,13 +146,14 @@ impl ControlPlane {
         .await?;
 
         let api_port = free_port()?;
-        let apiserver = Self::spawn_apiserver(bin_dir, dir, etcd_port, api_port)?;
+        let apiserver = Self::spawn_apiserver(bin_dir, dir, etcd_port, api_port, feature_gates)?;
         let mut plane = Self {
             dir: dir.to_path_buf(),
             bin_dir: bin_dir.to_path_buf(),
             etcd,
             apiserver,
             controller_manager: None,
+            feature_gates: feature_gates.map(str::to_string),
             etcd_port,
             api_port,
             kubeconfig: dir.join("kubeconfig"),
@@ -183,9 +196,11 @@ impl ControlPlane {
         dir: &Path,
         etcd_port: u16,
         api_port: u16,
+        feature_gates: Option<&str>,
     ) -> anyhow::Result<Child> {
         let p = |f: &str| dir.join("pki").join(f).display().to_string();
         Command::new(bin_dir.join("kube-apiserver"))
+            .args(feature_gates.map(|g| format!("--feature-gates={g}")))
             .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
             .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
             .arg(format!("--secure-port={api_port}"))
@@ -287,8 +302,13 @@ impl ControlPlane {
     /// Stops kube-apiserver and starts it again on the same port, keeping etcd.
     pub async fn restart_apiserver(&mut self) -> anyhow::Result<()> {
         terminate(&mut self.apiserver).await;
-        self.apiserver =
-            Self::spawn_apiserver(&self.bin_dir, &self.dir, self.etcd_port, self.api_port)?;
+        self.apiserver = Self::spawn_apiserver(
+            &self.bin_dir,
+            &self.dir,
+            self.etcd_port,
+            self.api_port,
+            self.feature_gates.as_deref(),
+        )?;
         self.wait_apiserver().await
     }
 

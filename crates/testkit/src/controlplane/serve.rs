@@ -18,6 +18,9 @@ pub struct ServeArgs {
     /// a line "restart-apiserver" on standard input restarts kube-apiserver
     #[arg(long)]
     pub follow_stdin: bool,
+    /// kube-apiserver's `--feature-gates` (e.g. `WatchList=false`)
+    #[arg(long)]
+    pub apiserver_feature_gates: Option<String>,
 }
 
 /// Prints `kubeconfig PATH`, `server URL`, `pids ETCD APISERVER CONTROLLER_MANAGER` and `ready`, then serves
@@ -36,7 +39,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // the default action and orphan the children.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut plane = ControlPlane::start(&args.bin_dir, &dir).await?;
+    let mut plane =
+        ControlPlane::start_with(&args.bin_dir, &dir, args.apiserver_feature_gates.as_deref())
+            .await?;
     announce(&plane)?;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
