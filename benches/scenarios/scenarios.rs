@@ -411,9 +411,10 @@ pub async fn at_rest(env: &Env, n: usize, restarts: usize, hold: Duration) -> an
     let (mut ready, mut all, mut rss) = (vec![], vec![], vec![]);
     let (mut paged_ready, mut paged_all) = (vec![], vec![]);
     let (mut calls, mut status_writes, mut api_writes) = (0.0, 0.0, 0.0);
-    // The operator's default first (its initial lists streamed: WatchList is on in 1.35),
-    // then as it is on an API server without streaming lists (in pages of 500).
-    for (paged, extra) in [(false, &[][..]), (true, &["--initial-list", "pages"][..])] {
+    // Initial lists streamed (the default on 1.35, where WatchList is on), then as on an API
+    // server without streaming lists (in pages of 500).
+    let streamed = &["--initial-list", "stream"][..];
+    for (paged, extra) in [(false, streamed), (true, &["--initial-list", "pages"][..])] {
         for r in 0..restarts {
             let hold = if r == 0 && !paged {
                 hold

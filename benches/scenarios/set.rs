@@ -24,13 +24,16 @@ pub struct SetRun {
     pub stop_calls_per_execution: f64,
     pub ok_stops_per_execution: f64,
     pub list_calls: f64,
-    /// Creates, status writes (both kinds) and Events, per execution.
-    pub apiserver_writes_per_execution: f64,
-    /// What the set's children cost: their creates, their status writes and Events (the
-    /// set's few Events included), per execution.
-    pub child_writes_per_execution: f64,
-    /// The set's own create and status writes, per execution.
-    pub set_writes_per_execution: f64,
+    /// Creates, status writes (both kinds) and Events, per execution (of each run).
+    pub apiserver_writes_per_execution: Spread,
+    /// What the set's children cost: their creates, their status writes and Events, per
+    /// execution.
+    pub child_writes_per_execution: Spread,
+    /// The same without the 429s' own writes (three each: the Retrying status, the next
+    /// attempt's record, a Warning Event): create + attempt + result is 3.
+    pub child_writes_besides_429s: Spread,
+    /// The set's own create, status writes and Events, per execution.
+    pub set_writes_per_execution: Spread,
     /// Operator CPU time (user + system, from its start to the set's end) per execution, ms.
     pub operator_cpu_ms_per_execution: Spread,
     /// Single ExecutionStops applied while the set was stopping: seconds from create to
@@ -79,8 +82,9 @@ pub async fn set_quota(
     let rate = (2.0 * speedup).to_string();
     let flags = ["--stop-rate", rate.as_str(), "--stop-burst", "10"];
     let (mut walls, mut shares, mut latencies, mut cpu) = (vec![], vec![], vec![], vec![]);
-    let (mut per, mut ok, mut lists, mut api_writes) = (0.0, 0.0, 0.0, 0.0);
-    let (mut child_writes, mut set_writes) = (0.0, 0.0);
+    let (mut per, mut ok, mut lists) = (0.0, 0.0, 0.0);
+    let (mut all_writes, mut child_costs, mut besides, mut set_costs) =
+        (vec![], vec![], vec![], vec![]);
     for r in 0..repeats {
         let emu = quota_emulator_at("set", n, speedup).await?;
         env::start_executions(&emu.url, ("seed", "seedSecret"), "lone", SINGLES).await?;
@@ -156,17 +160,16 @@ pub async fn set_quota(
         lists = list_total;
         let singles = SINGLE_WRITES * SINGLES as f64;
         let set_events = event_writes_about(env, &ns, "ExecutionStopSet").await?;
-        child_writes = (writes(&before, &after, "executionstops", "")
+        let child_writes = (writes(&before, &after, "executionstops", "")
             + writes(&before, &after, "executionstops", "status")
             + writes(&before, &after, "events", "")
             - singles
             - set_events)
             / n as f64;
-        set_writes = (writes(&before, &after, "executionstopsets", "")
+        let set_writes = (writes(&before, &after, "executionstopsets", "")
             + writes(&before, &after, "executionstopsets", "status")
             + set_events)
             / n as f64;
-        api_writes = child_writes + set_writes;
         eprintln!(
             "set run {r}: ExecutionStop creates {} / status writes {} / Events {} (of which the set's {set_events}, the singles' about {}); 429s {throttled}",
             writes(&before, &after, "executionstops", ""),
@@ -181,6 +184,10 @@ pub async fn set_quota(
         // A status write that lost a race with another writer (409) is written again: a
         // hundredth of a write per child is left for those.
         let unthrottled = child_writes - 3.0 * throttled / n as f64;
+        all_writes.push(child_writes + set_writes);
+        child_costs.push(child_writes);
+        besides.push(unthrottled);
+        set_costs.push(set_writes);
         if strict {
             anyhow::ensure!(
                 unthrottled <= 3.01,
@@ -208,9 +215,10 @@ pub async fn set_quota(
         stop_calls_per_execution: per,
         ok_stops_per_execution: ok,
         list_calls: lists,
-        apiserver_writes_per_execution: api_writes,
-        child_writes_per_execution: child_writes,
-        set_writes_per_execution: set_writes,
+        apiserver_writes_per_execution: spread(&all_writes),
+        child_writes_per_execution: spread(&child_costs),
+        child_writes_besides_429s: spread(&besides),
+        set_writes_per_execution: spread(&set_costs),
         operator_cpu_ms_per_execution: spread(&cpu),
         singles_latency_s: spread(&sorted(latencies)),
     })
@@ -249,11 +257,12 @@ pub fn rows(s: &SetRun, mark: impl Fn(bool) -> &'static str) -> String {
         mark((s.ok_stops_per_execution - 1.0).abs() < 1e-9)
     );
     out += &format!(
-        "| | apiserver writes per execution: all / the child's (create, status, Events) / the set's | {:.3} / {:.3} / {:.3} | child ≤ 3 | {} |\n",
+        "| | apiserver writes per execution: all / the child's (create, status, Events) / the child's besides the 429s' own (3 each) / the set's | {} / {} / {} / {} | child: create + attempt + result = 3 | {} |\n",
         s.apiserver_writes_per_execution,
         s.child_writes_per_execution,
+        s.child_writes_besides_429s,
         s.set_writes_per_execution,
-        mark(s.child_writes_per_execution <= 3.0)
+        mark(s.child_writes_besides_429s.max <= 3.0 + 1e-9)
     );
     out += &format!(
         "| | operator CPU per execution (ms, from its start to the set's end) | {} | | |\n",

@@ -33,7 +33,8 @@ pub struct Page {
 /// Why not on every change, or every second: at the service's default quota (2 stops a
 /// second) a set of 10,000 stops for 83 minutes, and a write a second would cost half a
 /// write per execution on top of its ExecutionStop's three. So a set writes its progress
-/// about a hundred times, however large or slow it is.
+/// about a hundred times if a hundredth of it finishes within `PROGRESS_AT_LEAST`; a slower
+/// one, once every `PROGRESS_AT_LEAST`.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub const PROGRESS_AT_LEAST: Duration = Duration::from_secs(60);
 
@@ -149,8 +150,8 @@ pub enum Action {
     Done,
     Wait(Duration),
     ReadCredentials,
-    /// Persist the status, then read one page of the matching executions started at or
-    /// before `started_before` (when set), from `next_token`.
+    /// Read one page of the matching executions started at or before `started_before`
+    /// (when set), from `next_token`; the snapshot's time is persisted first.
     List {
         started_before: Option<Timestamp>,
         next_token: Option<String>,

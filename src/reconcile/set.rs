@@ -285,9 +285,9 @@ pub async fn reconcile(
     Ok(then)
 }
 
-/// A listing goes a page a pass and comes straight back: the watch cache may not show the
-/// last page's NextToken yet, and reading that page again would waste a call and lose the
-/// status write. Such a set is read fresh (none: it is gone).
+/// A listing goes some pages a pass and comes straight back: the watch cache may not show
+/// the last pass's NextToken yet, and reading those pages again would waste calls and lose
+/// the status write. Such a set is read fresh (none: it is gone).
 async fn current(
     obj: Arc<ExecutionStopSet>,
     api: &Api<ExecutionStopSet>,
@@ -336,10 +336,12 @@ impl Pass<'_> {
                     started_before,
                     next_token,
                 } => {
-                    // The snapshot's time is on record before anything is listed. Where a
-                    // listing is goes on record when the pass ends, not after every page.
-                    let snapshot = self.stored.status().map(|s| &s.snapshot_time);
-                    if snapshot != Some(&self.status.snapshot_time) {
+                    // Before the pass's first page the status decided so far goes on
+                    // record (nothing is sent if it is unchanged): the snapshot's time
+                    // before anything is listed, and a pass that started from a stale view
+                    // of the set fails here (409) before it spends a call. The pages read
+                    // go on record when the pass ends, not one write each.
+                    if self.pages == 0 {
                         self.write().await?;
                     }
                     match self.list(started_before, next_token).await {

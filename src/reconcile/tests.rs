@@ -198,6 +198,12 @@ impl FakeApi {
         }
         let patch: serde_json::Value = serde_json::from_slice(body).unwrap();
         let s = &patch["status"];
+        // Conditional on the resourceVersion read, as the API server does.
+        let rv = stored["metadata"]["resourceVersion"].clone();
+        if patch["metadata"]["resourceVersion"] != rv {
+            log.push("conflict set".into());
+            return (409, status_error(409, "Conflict"));
+        }
         log.push(format!(
             "patch set {} {} pages={} next={} complete={}",
             s["phase"].as_str().unwrap_or("-"),
@@ -208,7 +214,8 @@ impl FakeApi {
         ));
         let _ = path;
         stored["status"] = s.clone();
-        stored["metadata"]["resourceVersion"] = "2".into();
+        let next = rv.as_str().unwrap().parse::<u64>().unwrap() + 1;
+        stored["metadata"]["resourceVersion"] = next.to_string().into();
         (200, stored.clone())
     }
 }
@@ -312,8 +319,17 @@ impl Harness {
 
     /// One pass over the set as the server holds it; the ledger knows no children.
     async fn set_pass(&self) -> Result<kube::runtime::controller::Action, Error> {
-        let set: ExecutionStopSet =
-            serde_json::from_value(self.api.set.lock().unwrap().clone()).unwrap();
+        let set = self.api.set.lock().unwrap().clone();
+        self.set_pass_on(set).await
+    }
+
+    /// A pass on the set as the watch shows it (`set`), which may be older than the
+    /// server's.
+    async fn set_pass_on(
+        &self,
+        set: serde_json::Value,
+    ) -> Result<kube::runtime::controller::Action, Error> {
+        let set: ExecutionStopSet = serde_json::from_value(set).unwrap();
         let (stops, mut writer) = kube::runtime::reflector::store();
         writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
         let scope = crate::watch::Scope {
@@ -472,6 +488,60 @@ async fn a_set_counts_every_page_before_it_creates_and_records_the_listing_after
     );
 }
 
+/// A listing longer than a pass: where it stands is written after the pass's pages'
+/// ExecutionStops exist and before the next page is read, so a restart re-reads at most a
+/// pass's pages and finds their ExecutionStops.
+#[tokio::test]
+async fn a_long_listing_is_recorded_after_each_pass_s_children() {
+    use crate::decide::set::PAGES_PER_PASS;
+    let h = Harness::with_pages(0, PAGES_PER_PASS + 2);
+    for _ in 0..3 {
+        h.set_pass().await.unwrap();
+    }
+    let log = h.log();
+    let record = format!(
+        "patch set Listing Creating pages={PAGES_PER_PASS} next=t{PAGES_PER_PASS} complete=false"
+    );
+    let recorded = log.iter().position(|l| *l == record);
+    let last_page = PAGES_PER_PASS - 1;
+    let last_created = log
+        .iter()
+        .rposition(|l| l.starts_with(&format!("create e{last_page}-")));
+    assert!(
+        recorded.is_some() && last_created.is_some() && recorded > last_created,
+        "{log:?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with(&format!("create e{PAGES_PER_PASS}-"))),
+        "the next pass's pages wait for the next pass: {log:?}"
+    );
+}
+
+/// The watch has not shown the last pass's write yet: the set as it was before it. A
+/// preview refreshing its count has no snapshot time to write first, and such a pass once
+/// read its ten pages again before its write failed; it now fails on its first write,
+/// before any call.
+#[tokio::test]
+async fn a_pass_from_a_stale_view_of_the_set_spends_no_call() {
+    use crate::decide::set::PAGES_PER_PASS;
+    let h = Harness::with_pages(0, 2 * PAGES_PER_PASS + 2);
+    {
+        // A preview whose refresh is due: it counts again from the first page.
+        let mut set = h.api.set.lock().unwrap();
+        set["spec"]["dryRun"] = true.into();
+        set["status"] = serde_json::json!({"phase": "Previewing", "matched": 3,
+            "listedTime": "2020-01-01T00:00:00Z"});
+    }
+    let before = h.api.set.lock().unwrap().clone();
+    h.set_pass().await.unwrap();
+    let listed = |h: &Harness| h.log().iter().filter(|l| l.starts_with("list")).count();
+    assert_eq!(listed(&h), PAGES_PER_PASS as usize);
+    let e = h.set_pass_on(before).await.unwrap_err();
+    assert!(matches!(e, Error::Conflict), "{e}");
+    assert_eq!(listed(&h), PAGES_PER_PASS as usize, "{:?}", h.log());
+}
+
 #[tokio::test]
 async fn a_name_held_by_a_stranger_is_reported_not_counted() {
     let h = Harness::with_pages(0, 1);
@@ -528,11 +598,18 @@ async fn every_set_waiting_for_the_stops_watch_goes_on_once_it_has_synced() {
     writer.apply_watcher_event(&kube::runtime::watcher::Event::Init);
     writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
     for pass in passes {
-        tokio::time::timeout(std::time::Duration::from_secs(10), pass)
+        let ran = tokio::time::timeout(std::time::Duration::from_secs(10), pass)
             .await
             .expect("the set's pass went on after the sync")
-            .unwrap()
             .unwrap();
+        // The same set four times at once: one writes first, and the others' writes from
+        // the same resourceVersion conflict — each went on as far as writing.
+        assert!(matches!(ran, Ok(_) | Err(Error::Conflict)), "{ran:?}");
     }
+    assert!(
+        h.log().iter().any(|l| l.starts_with("list")),
+        "{:?}",
+        h.log()
+    );
     poller.abort();
 }

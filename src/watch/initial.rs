@@ -6,8 +6,14 @@
 //! `WatchList` feature: `sendInitialEvents` on a watch, on by default from 1.34, off in
 //! 1.33, beta in 1.32) send them all on one watch from the API server's cache, then a
 //! bookmark that marks the end, while the operator decodes as they come.
+//!
+//! A streamed list starts from "any" resourceVersion (kube-runtime's choice), so in a
+//! control plane of several API servers it may come from a cache a moment behind the
+//! others; the watch then brings it up to date. That cannot make a call: every status write
+//! is conditional on the resourceVersion read, and an attempt is on record before its call.
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::api::{Api, WatchEvent, WatchParams};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -69,6 +75,41 @@ impl InitialList {
     }
 }
 
+type Events<K> = BoxStream<'static, Result<watcher::Event<K>, watcher::Error>>;
+
+/// A watcher of `api` whose initial lists (at start, and after the watch is lost) are
+/// streamed for `Stream` — until the API server refuses one, then in pages for good — and
+/// in pages otherwise. Why the fallback: the probe asked once, but the servers can change
+/// under a running operator (an upgrade to 1.33, where WatchList is off; an HA control
+/// plane whose servers differ), and a refused streamed list is retried for ever.
+pub fn events<K>(api: Api<K>, initial: InitialList) -> Events<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    if initial != InitialList::Stream {
+        return watcher::watcher(api, InitialList::Pages.config()).boxed();
+    }
+    let streamed = watcher::watcher(api.clone(), InitialList::Stream.config()).boxed();
+    futures::stream::unfold((streamed, Some(api)), |(mut events, api)| async move {
+        let event = events.next().await?;
+        match (&event, api) {
+            (Err(e), Some(api)) if refused(e) => {
+                tracing::warn!(error = %e, "the API server refused a streamed initial list; listing in pages from now on");
+                let paged = watcher::watcher(api, InitialList::Pages.config()).boxed();
+                Some((event, (paged, None)))
+            }
+            (_, api) => Some((event, (events, api))),
+        }
+    })
+    .boxed()
+}
+
+/// Whether a watcher error is the API server refusing `sendInitialEvents` (422 Invalid
+/// with the WatchList gate off; 400 from a server that rejects the parameters).
+fn refused(e: &watcher::Error) -> bool {
+    matches!(e, watcher::Error::WatchStartFailed(kube::Error::Api(s)) if s.code == 422 || s.code == 400)
+}
+
 /// Whether a streamed watch that selects nothing ends with the initial-events bookmark.
 async fn streams<K>(api: &Api<K>) -> Result<(), String>
 where
@@ -107,12 +148,11 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::task::{Context, Poll};
 
-    /// An API server that answers every request with `status` and `body`, and keeps the
-    /// requests' URIs.
+    /// An API server that answers each request as `answer` says from its URI, and keeps
+    /// the URIs.
     #[derive(Clone)]
     struct Server {
-        status: u16,
-        body: &'static str,
+        answer: fn(&str) -> (u16, &'static str),
         asked: Arc<Mutex<Vec<String>>>,
     }
 
@@ -126,8 +166,9 @@ mod tests {
         }
 
         fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-            self.asked.lock().unwrap().push(req.uri().to_string());
-            let (status, body) = (self.status, self.body);
+            let uri = req.uri().to_string();
+            self.asked.lock().unwrap().push(uri.clone());
+            let (status, body) = (self.answer)(&uri);
             async move {
                 Ok(http::Response::builder()
                     .status(status)
@@ -139,18 +180,20 @@ mod tests {
         }
     }
 
-    async fn resolve(
-        choice: InitialList,
-        status: u16,
-        body: &'static str,
-    ) -> (InitialList, Vec<String>) {
+    fn api(answer: fn(&str) -> (u16, &'static str)) -> (Api<ExecutionStop>, Server) {
         let server = Server {
-            status,
-            body,
+            answer,
             asked: Default::default(),
         };
         let client = kube::Client::new(server.clone(), "ns");
-        let api: Api<ExecutionStop> = Api::namespaced(client, "ns");
+        (Api::namespaced(client, "ns"), server)
+    }
+
+    async fn resolve(
+        choice: InitialList,
+        answer: fn(&str) -> (u16, &'static str),
+    ) -> (InitialList, Vec<String>) {
+        let (api, server) = api(answer);
         let resolved = choice.resolve(&api).await;
         let asked = server.asked.lock().unwrap().clone();
         (resolved, asked)
@@ -159,9 +202,13 @@ mod tests {
     const END: &str = r#"{"type":"BOOKMARK","object":{"apiVersion":"flowstop.dev/v1alpha1","kind":"ExecutionStop","metadata":{"resourceVersion":"7","annotations":{"k8s.io/initial-events-end":"true"}}}}
 "#;
 
+    /// What kube-apiserver answers a streamed watch with the WatchList gate off (1.33).
+    const REFUSED: &str = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Invalid","code":422,
+        "message":"ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"}"#;
+
     #[tokio::test]
     async fn a_server_that_ends_the_streamed_list_with_the_bookmark_streams() {
-        let (resolved, asked) = resolve(InitialList::Auto, 200, END).await;
+        let (resolved, asked) = resolve(InitialList::Auto, |_| (200, END)).await;
         assert_eq!(resolved, InitialList::Stream);
         assert_eq!(asked.len(), 1);
         let uri = &asked[0];
@@ -176,30 +223,66 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_that_refuses_send_initial_events_gets_pages() {
-        // What kube-apiserver answers with the WatchList feature gate off (1.33's default).
-        let refused = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Invalid","code":422,
-            "message":"ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"}"#;
-        let (resolved, _) = resolve(InitialList::Auto, 422, refused).await;
+        let (resolved, asked) = resolve(InitialList::Auto, |_| (422, REFUSED)).await;
         assert_eq!(resolved, InitialList::Pages);
+        assert_eq!(asked.len(), 1, "{asked:?}");
     }
 
     #[tokio::test]
     async fn a_watch_that_ends_without_the_end_bookmark_gets_pages() {
         // A server that ignores sendInitialEvents: an ordinary watch, bookmarks without the
         // annotation, then the end of the watch.
-        let plain = r#"{"type":"BOOKMARK","object":{"apiVersion":"flowstop.dev/v1alpha1","kind":"ExecutionStop","metadata":{"resourceVersion":"7"}}}
-"#;
-        let (resolved, _) = resolve(InitialList::Auto, 200, plain).await;
+        let plain = |_: &str| {
+            (
+                200,
+                r#"{"type":"BOOKMARK","object":{"apiVersion":"flowstop.dev/v1alpha1","kind":"ExecutionStop","metadata":{"resourceVersion":"7"}}}
+"#,
+            )
+        };
+        let (resolved, _) = resolve(InitialList::Auto, plain).await;
         assert_eq!(resolved, InitialList::Pages);
     }
 
     #[tokio::test]
     async fn a_choice_made_by_flag_asks_nothing() {
         for choice in [InitialList::Stream, InitialList::Pages] {
-            let (resolved, asked) = resolve(choice, 500, "{}").await;
+            let (resolved, asked) = resolve(choice, |_| (500, "{}")).await;
             assert_eq!(resolved, choice);
             assert!(asked.is_empty(), "{asked:?}");
         }
+    }
+
+    /// The servers changed under the operator (WatchList turned off): the refused streamed
+    /// list is followed by a list in pages, not by the same refusal for ever.
+    #[tokio::test]
+    async fn a_refused_streamed_list_falls_back_to_pages_for_good() {
+        let (api, server) = api(|uri| {
+            if uri.contains("sendInitialEvents=true") {
+                (422, REFUSED)
+            } else if uri.contains("watch=true") {
+                (200, "")
+            } else {
+                (
+                    200,
+                    r#"{"apiVersion":"flowstop.dev/v1alpha1","kind":"ExecutionStopList","metadata":{"resourceVersion":"5"},"items":[]}"#,
+                )
+            }
+        });
+        let got: Vec<_> = events(api, InitialList::Stream).take(3).collect().await;
+        assert!(
+            matches!(&got[0], Err(e) if refused(e)),
+            "{:?}",
+            got[0].as_ref().err()
+        );
+        assert!(matches!(got[1], Ok(watcher::Event::Init)));
+        assert!(matches!(got[2], Ok(watcher::Event::InitDone)));
+        let asked = server.asked.lock().unwrap().clone();
+        assert!(asked[0].contains("sendInitialEvents=true"), "{asked:?}");
+        assert!(
+            asked[1..].iter().all(|u| !u.contains("sendInitialEvents")),
+            "{asked:?}"
+        );
+        assert!(!asked[1].contains("watch=true"), "a list: {asked:?}");
     }
 
     #[test]

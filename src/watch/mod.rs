@@ -126,7 +126,7 @@ where
         + Sync
         + 'static,
 {
-    watcher(api, initial.config())
+    initial::events(api, initial)
         .modify(|o: &mut K| {
             let meta = o.meta_mut();
             meta.managed_fields = None;
@@ -139,7 +139,9 @@ where
             match ev {
                 Ok(ev) => Some(ev),
                 Err(e) => {
-                    tracing::debug!(error = %e, "watch");
+                    // Retried with backoff; a watch that keeps failing leaves the operator
+                    // acting on what it last saw, which someone on call must be told.
+                    tracing::warn!(error = %e, "watch failed; retrying");
                     None
                 }
             }

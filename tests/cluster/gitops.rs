@@ -57,6 +57,54 @@ struct Seen {
     obj: Value,
 }
 
+/// The drain came first: the set was seen Completed, and each of `running` stopped once
+/// and seen Stopped, before the definition was created — by the API server's order of
+/// writes and by the emulator's clock (to creationTimestamp's one-second grain) — and
+/// the other flow's execution runs on, with three StopExecution calls in all.
+async fn drained_before_the_definition(rec: &Recorder, cloud: &Cloud, running: &[&str]) {
+    let created = rec
+        .first("ConfigMap", |s| s.name == "etl-pipeline-definition")
+        .expect("the definition was seen");
+    let completed = rec
+        .first("ExecutionStopSet", |s| {
+            s.obj["status"]["phase"] == "Completed"
+        })
+        .expect("the set was seen Completed");
+    assert!(
+        completed.rv < created.rv,
+        "the definition (rv {}) was applied before the set Completed (rv {})",
+        created.rv,
+        completed.rv
+    );
+    let stops = rec.all("ExecutionStop");
+    for &e in running {
+        assert_eq!(
+            execution(cloud, "etl-pipeline", e).await,
+            ("Stopped".into(), 1),
+            "{e}"
+        );
+        let stopped = stops
+            .iter()
+            .find(|s| s.obj["spec"]["executionName"] == e && s.obj["status"]["phase"] == "Stopped")
+            .unwrap_or_else(|| panic!("no ExecutionStop of {e} seen Stopped: {stops:#?}"));
+        assert!(
+            stopped.rv < created.rv,
+            "{e} was recorded Stopped after the definition was applied"
+        );
+        let at = stopped_at(cloud, "etl-pipeline", e);
+        assert!(
+            at.as_second() <= creation(&created.obj).as_second(),
+            "{e} stopped at {at}, the definition was created at {}",
+            creation(&created.obj)
+        );
+    }
+    assert_eq!(
+        execution(cloud, "other", "keeps-running").await,
+        ("Running".into(), 0)
+    );
+    assert_eq!(stop_calls(cloud), 3);
+}
+
 /// Every write to objects of some kinds in one namespace, in the API server's order.
 struct Recorder {
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -447,48 +495,7 @@ async fn flux_drain_applies_the_definition_only_after_the_set_completed() {
     assert_eq!(set["status"]["phase"], "Completed", "{set:#}");
     assert_eq!(set["status"]["matched"], 3, "{set:#}");
 
-    let created = rec
-        .first("ConfigMap", |s| s.name == "etl-pipeline-definition")
-        .expect("the definition was seen");
-    let completed = rec
-        .first("ExecutionStopSet", |s| {
-            s.obj["status"]["phase"] == "Completed"
-        })
-        .expect("the set was seen Completed");
-    assert!(
-        completed.rv < created.rv,
-        "the definition (rv {}) was applied before the set Completed (rv {})",
-        created.rv,
-        completed.rv
-    );
-    let stops = rec.all("ExecutionStop");
-    for e in running {
-        assert_eq!(
-            execution(&cloud, "etl-pipeline", e).await,
-            ("Stopped".into(), 1),
-            "{e}"
-        );
-        let stopped = stops
-            .iter()
-            .find(|s| s.obj["spec"]["executionName"] == e && s.obj["status"]["phase"] == "Stopped")
-            .unwrap_or_else(|| panic!("no ExecutionStop of {e} seen Stopped: {stops:#?}"));
-        assert!(
-            stopped.rv < created.rv,
-            "{e} was recorded Stopped after the definition was applied"
-        );
-        // The emulator's clock agrees, to creationTimestamp's one-second grain.
-        let at = stopped_at(&cloud, "etl-pipeline", e);
-        assert!(
-            at.as_second() <= creation(&created.obj).as_second(),
-            "{e} stopped at {at}, the definition was created at {}",
-            creation(&created.obj)
-        );
-    }
-    assert_eq!(
-        execution(&cloud, "other", "keeps-running").await,
-        ("Running".into(), 0)
-    );
-    assert_eq!(stop_calls(&cloud), 3);
+    drained_before_the_definition(&rec, &cloud, &running).await;
 }
 
 /// Issue 27, scenario 4: a drain that cannot complete (more executions match than
@@ -824,47 +831,7 @@ async fn argo_cd_presync_drain_stops_every_execution_before_the_definition_and_a
     let definition = must_get(&ns, "configmap", "etl-pipeline-definition");
     assert_eq!(definition["data"]["version"], "2");
 
-    let created = rec
-        .first("ConfigMap", |s| s.name == "etl-pipeline-definition")
-        .expect("the definition was seen");
-    let completed = rec
-        .first("ExecutionStopSet", |s| {
-            s.obj["status"]["phase"] == "Completed"
-        })
-        .expect("the set was seen Completed");
-    assert!(
-        completed.rv < created.rv,
-        "the definition (rv {}) was applied before the drain Completed (rv {})",
-        created.rv,
-        completed.rv
-    );
-    let stops = rec.all("ExecutionStop");
-    for e in running {
-        assert_eq!(
-            execution(&cloud, "etl-pipeline", e).await,
-            ("Stopped".into(), 1),
-            "{e}"
-        );
-        let stopped = stops
-            .iter()
-            .find(|s| s.obj["spec"]["executionName"] == e && s.obj["status"]["phase"] == "Stopped")
-            .unwrap_or_else(|| panic!("no ExecutionStop of {e} seen Stopped: {stops:#?}"));
-        assert!(
-            stopped.rv < created.rv,
-            "{e} was recorded Stopped after the definition was applied"
-        );
-        let at = stopped_at(&cloud, "etl-pipeline", e);
-        assert!(
-            at.as_second() <= creation(&created.obj).as_second(),
-            "{e} stopped at {at}, the definition was created at {}",
-            creation(&created.obj)
-        );
-    }
-    assert_eq!(
-        execution(&cloud, "other", "keeps-running").await,
-        ("Running".into(), 0)
-    );
-    assert_eq!(stop_calls(&cloud), 3);
+    drained_before_the_definition(&rec, &cloud, &running).await;
 
     // The next definition: the hook runs again (the old set deleted first), finds nothing
     // running, and makes no StopExecution call.

@@ -229,7 +229,7 @@ pub struct ExecutionStopSetStatus {
     /// listed. The policies are looked at again every --policy-recheck-seconds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub denied_by_policy: bool,
-    /// The listing under way, one page per pass: a restart resumes it here.
+    /// The listing under way, recorded every ten pages at most: a restart resumes it here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listing: Option<ListingProgress>,
     /// Executions whose ExecutionStop name was taken by an object this set did not create

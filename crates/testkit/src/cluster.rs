@@ -22,15 +22,23 @@ pub struct Cluster {
 /// Where the control-plane binaries are: FLOWSTOP_CONTROL_PLANE_BIN, or build them
 /// (cached) with crates/testkit/control-plane/build.sh.
 pub fn bin_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("FLOWSTOP_CONTROL_PLANE_BIN") {
+    built("FLOWSTOP_CONTROL_PLANE_BIN", "control-plane/build.sh", &[])
+}
+
+/// A directory of tools built from upstream modules: `$env` when set (the scripts export
+/// it once built), else what `crates/testkit/<script> <args>` prints after building them
+/// into the cache (or finding them there).
+pub fn built(env: &str, script: &str, args: &[&str]) -> PathBuf {
+    if let Ok(dir) = std::env::var(env) {
         return dir.into();
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("control-plane/build.sh");
-    let out = Command::new(&script)
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out = Command::new(&path)
+        .args(args)
         .stderr(Stdio::inherit())
         .output()
-        .expect("control-plane/build.sh runs");
-    assert!(out.status.success(), "building the control plane failed");
+        .unwrap_or_else(|e| panic!("{script} runs: {e}"));
+    assert!(out.status.success(), "{script} {args:?} failed");
     String::from_utf8(out.stdout).unwrap().trim().into()
 }
 

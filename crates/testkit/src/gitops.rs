@@ -26,22 +26,8 @@ use std::time::{Duration, Instant};
 /// with crates/testkit/gitops/build.sh.
 pub fn bin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Ok(dir) = std::env::var("FLOWSTOP_GITOPS_BIN") {
-            return dir.into();
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("gitops/build.sh");
-        let out = Command::new(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("gitops/build.sh runs");
-        assert!(
-            out.status.success(),
-            "building the GitOps controllers failed"
-        );
-        String::from_utf8(out.stdout).unwrap().trim().into()
-    })
-    .clone()
+    DIR.get_or_init(|| crate::cluster::built("FLOWSTOP_GITOPS_BIN", "gitops/build.sh", &[]))
+        .clone()
 }
 
 fn free_port() -> u16 {

@@ -30,17 +30,7 @@ pub struct Node {
 
 /// Where the node's binaries are: FLOWSTOP_NODE_BIN, or build them (cached).
 pub fn bin_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("FLOWSTOP_NODE_BIN") {
-        return dir.into();
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("control-plane/build.sh");
-    let out = Command::new(&script)
-        .arg("node")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("control-plane/build.sh node runs");
-    assert!(out.status.success(), "building the node failed");
-    String::from_utf8(out.stdout).unwrap().trim().into()
+    crate::cluster::built("FLOWSTOP_NODE_BIN", "control-plane/build.sh", &["node"])
 }
 
 /// An OCI archive of one static binary (`deploy/image/oci.py`), run as `/ENTRY`.
