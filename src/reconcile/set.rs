@@ -70,6 +70,7 @@ struct Pass<'a> {
     verdict: Verdict,
     /// Pages of ListExecutions read in this pass.
     pages: u32,
+    started: Instant,
 }
 
 impl Pass<'_> {
@@ -93,6 +94,7 @@ impl Pass<'_> {
             children: &counts,
             has_child: &existing,
             pages_this_pass: self.pages,
+            pass_elapsed: self.started.elapsed(),
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
             tuning: &self.ctx.base.tuning,
@@ -272,6 +274,7 @@ pub async fn reconcile(
         account: None,
         verdict,
         pages: 0,
+        started: Instant::now(),
     };
     let (then, events) = match pass.run().await? {
         Ran::Deleted => return Ok(controller::Action::await_change()),

@@ -52,6 +52,7 @@ struct Case {
     /// Pages this pass has read: by default its last (`PAGES_PER_PASS`), so a page ends the
     /// pass unless a case says otherwise.
     pages_this_pass: u32,
+    pass_elapsed: Duration,
 }
 
 impl Case {
@@ -67,6 +68,7 @@ impl Case {
             verdict: Verdict::Allowed,
             gitops_managed: false,
             pages_this_pass: PAGES_PER_PASS,
+            pass_elapsed: Duration::ZERO,
         }
     }
 
@@ -84,6 +86,7 @@ impl Case {
             children: &self.children,
             has_child: &*self.existing,
             pages_this_pass: self.pages_this_pass,
+            pass_elapsed: self.pass_elapsed,
             now: t(self.now),
             jitter: 0.5,
             tuning: &TUNING,
@@ -426,6 +429,11 @@ fn a_pass_reads_up_to_its_pages_before_giving_the_worker_back() {
     assert_eq!(d.status.listing.as_ref().unwrap().pages, 1);
     c.pages_this_pass = PAGES_PER_PASS;
     assert_eq!(c.run().action, Action::Wait(Duration::ZERO));
+    // A slow endpoint: a pass that has run PASS_TIME reads no further page, however few.
+    c.pages_this_pass = 1;
+    c.pass_elapsed = PASS_TIME;
+    assert_eq!(c.run().action, Action::Wait(Duration::ZERO));
+    c.pass_elapsed = Duration::ZERO;
     // Creating: once a page's ExecutionStops exist, the next page in the same pass.
     c.status.snapshot_time = Some(MicroTime(t("00:00")));
     c.status.listing = Some(ListingProgress {
