@@ -73,6 +73,7 @@ pub struct Metrics {
     status_writes: Counter,
     denials: Family<KindLabel, Counter>,
     watch_events: Family<KindLabel, Counter>,
+    watch_errors: Family<KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -91,15 +92,23 @@ impl Default for Metrics {
         let status_writes = Counter::default();
         let denials = Family::<KindLabel, Counter>::default();
         let watch_events = Family::<KindLabel, Counter>::default();
+        let watch_errors = Family::<KindLabel, Counter>::default();
         registry.register(
             "watch_events",
             "Watch events received, by kind: the watches are alive even when nothing reconciles",
             watch_events.clone(),
         );
-        // Both kinds from zero, so the series exist (and increase() sees the first refusal).
+        // Both kinds from zero, so the series exist (and increase() sees the first refusal,
+        // or the first failure).
         for kind in ["ExecutionStop", "ExecutionStopSet"] {
             let _zero = denials.get_or_create(&KindLabel { kind: kind.into() });
+            let _zero = watch_errors.get_or_create(&KindLabel { kind: kind.into() });
         }
+        registry.register(
+            "watch_errors",
+            "Watch failures by kind, each retried with backoff: while a watch keeps failing the operator acts on what it last saw",
+            watch_errors.clone(),
+        );
         registry.register(
             "policy_denials",
             "Objects refused by the ExecutionStopPolicies (each refusal once), by kind",
@@ -144,6 +153,7 @@ impl Default for Metrics {
             status_writes,
             denials,
             watch_events,
+            watch_errors,
         }
     }
 }
@@ -182,6 +192,13 @@ impl Metrics {
     /// A watch event of `kind` arrived (every object of a relist counts).
     pub fn watched(&self, kind: &str) {
         self.watch_events
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// A watch of `kind` failed (it is retried with backoff).
+    pub fn watch_failed(&self, kind: &str) {
+        self.watch_errors
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
     }

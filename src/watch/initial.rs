@@ -285,6 +285,49 @@ mod tests {
         assert!(!asked[1].contains("watch=true"), "a list: {asked:?}");
     }
 
+    /// A watch that keeps failing is counted (`flowstop_watch_errors_total`, which
+    /// FlowstopWatchFailing alerts on) as it is retried with backoff.
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_watch_is_counted_at_each_retry() {
+        let (api, server) = api(|_| {
+            (
+                500,
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"InternalError","code":500,"message":"etcd is away"}"#,
+            )
+        });
+        let metrics = std::sync::Arc::new(crate::telemetry::Metrics::default());
+        let events =
+            super::super::stripped(api, InitialList::Pages, metrics.clone(), "ExecutionStop");
+        let mut events = std::pin::pin!(events);
+        // Only each try's Init comes out (errors are counted, not passed on); the clock is
+        // paused, so the backoff's sleeps pass at once.
+        let mut got = vec![];
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(event) = events.next().await {
+                got.push(event);
+            }
+        })
+        .await;
+        assert!(
+            got.iter().all(|e| matches!(e, watcher::Event::Init)),
+            "no object from a failing watch"
+        );
+        let text = metrics.encode();
+        let failures: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("flowstop_watch_errors_total{kind=\"ExecutionStop\"} "))
+            .unwrap_or_else(|| panic!("{text}"))
+            .parse()
+            .unwrap();
+        let asked = server.asked.lock().unwrap().len() as f64;
+        assert!(failures >= 3.0, "{failures} failures counted: {text}");
+        assert_eq!(failures, asked, "one count per failed request");
+        assert!(
+            text.contains("flowstop_watch_errors_total{kind=\"ExecutionStopSet\"} 0"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn only_stream_configures_a_streamed_watch() {
         use watcher::InitialListStrategy::{ListWatch, StreamingList};

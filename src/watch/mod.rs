@@ -93,9 +93,8 @@ pub fn scope(
     };
     let run = {
         let (ledger, tx2) = (scope.ledger.clone(), tx.clone());
-        let m = metrics.clone();
-        let stops = stripped(stops, initial).inspect(move |_| m.watched("ExecutionStop"));
-        let sets = stripped(sets, initial).inspect(move |_| metrics.watched("ExecutionStopSet"));
+        let stops = stripped(stops, initial, metrics.clone(), "ExecutionStop");
+        let sets = stripped(sets, initial, metrics, "ExecutionStopSet");
         let stops = watch_stops(stops, stop_writer, ledger.clone(), tx);
         let sets = watch_sets(sets, set_writer, ledger, scope.stops.clone(), tx2);
         async move {
@@ -116,6 +115,8 @@ pub fn scope(
 fn stripped<K>(
     api: Api<K>,
     initial: InitialList,
+    metrics: Arc<Metrics>,
+    kind: &'static str,
 ) -> impl Stream<Item = watcher::Event<K>> + Send + 'static
 where
     K: Resource<DynamicType = ()>
@@ -135,14 +136,22 @@ where
             }
         })
         .default_backoff()
-        .filter_map(|ev| async move {
-            match ev {
-                Ok(ev) => Some(ev),
-                Err(e) => {
-                    // Retried with backoff; a watch that keeps failing leaves the operator
-                    // acting on what it last saw, which someone on call must be told.
-                    tracing::warn!(error = %e, "watch failed; retrying");
-                    None
+        .filter_map(move |ev| {
+            let metrics = metrics.clone();
+            async move {
+                match ev {
+                    Ok(ev) => {
+                        metrics.watched(kind);
+                        Some(ev)
+                    }
+                    Err(e) => {
+                        // Retried with backoff; a watch that keeps failing leaves the operator
+                        // acting on what it last saw, which someone on call must be told
+                        // (FlowstopWatchFailing).
+                        metrics.watch_failed(kind);
+                        tracing::warn!(kind, error = %e, "watch failed; retrying");
+                        None
+                    }
                 }
             }
         })

@@ -212,7 +212,7 @@ async fn the_dashboard_and_alerts_read_only_metrics_the_operator_exports() {
         .iter()
         .map(|r| r["expr"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(alerts.len(), 4);
+    assert_eq!(alerts.len(), 5);
     exprs.extend(alerts);
     let mut read: BTreeSet<String> = variables.into_iter().collect();
     for (expr, used) in parse(&exprs) {
