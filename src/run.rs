@@ -291,7 +291,8 @@ fn context(
     )?;
     let operator_credentials =
         Provider::from_env(|k| std::env::var(k).ok(), http.clone()).map_err(|e| e.to_string());
-    let (policies, policy_watch) = reconcile::policy::Policies::watch(&client, args.policy_mode);
+    let (policies, policy_watch) =
+        reconcile::policy::Policies::watch(&client, args.policy_mode, metrics.clone());
     let ctx = Arc::new(Context {
         fnf: Arc::new(fnf::Client::new(http, timeout)),
         endpoints: Endpoints {

@@ -102,6 +102,13 @@ impl Default for Metrics {
         // or the first failure).
         for kind in ["ExecutionStop", "ExecutionStopSet"] {
             let _zero = denials.get_or_create(&KindLabel { kind: kind.into() });
+        }
+        for kind in [
+            "ExecutionStop",
+            "ExecutionStopSet",
+            "ExecutionStopPolicy",
+            "Namespace",
+        ] {
             let _zero = watch_errors.get_or_create(&KindLabel { kind: kind.into() });
         }
         registry.register(

@@ -23,23 +23,32 @@ pub struct Policies {
 
 impl Policies {
     /// The caches, and the watches that fill them (the caller runs those).
-    pub fn watch(client: &kube::Client, mode: Mode) -> (Self, BoxFuture<'static, ()>) {
+    /// A failure of either watch counts in `flowstop_watch_errors_total` (kinds
+    /// ExecutionStopPolicy, Namespace).
+    pub fn watch(
+        client: &kube::Client,
+        mode: Mode,
+        metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    ) -> (Self, BoxFuture<'static, ()>) {
         let (policies, policies_writer) = reflector::store();
         let (namespaces, namespaces_writer) = reflector::store();
         let policy_watch = watcher(
             Api::<ExecutionStopPolicy>::all(client.clone()),
             watcher::Config::default().any_semantic(),
         )
-        .default_backoff()
+        .backoff(crate::watch::Patient::default())
         .reflect(policies_writer)
-        .for_each(|r| log_watch_error("ExecutionStopPolicies", r));
+        .for_each({
+            let metrics = metrics.clone();
+            move |r| log_watch_error("ExecutionStopPolicy", r, metrics.clone())
+        });
         let namespace_watch = watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default().any_semantic(),
         )
-        .default_backoff()
+        .backoff(crate::watch::Patient::default())
         .reflect(namespaces_writer)
-        .for_each(|r| log_watch_error("namespaces", r));
+        .for_each(move |r| log_watch_error("Namespace", r, metrics.clone()));
         let run = futures::future::join(policy_watch, namespace_watch)
             .map(|_| ())
             .boxed();
@@ -138,8 +147,13 @@ where
 }
 
 /// Until both watches have listed, nothing is judged (and /readyz says not ready): say why.
-async fn log_watch_error<T>(what: &'static str, r: Result<T, watcher::Error>) {
+async fn log_watch_error<T>(
+    kind: &'static str,
+    r: Result<T, watcher::Error>,
+    metrics: std::sync::Arc<crate::telemetry::Metrics>,
+) {
     if let Err(e) = r {
-        tracing::warn!(error = %e, "cannot watch {what} (is the CRD installed, and the ClusterRole up to date?)");
+        metrics.watch_failed(kind);
+        tracing::warn!(error = %e, "cannot watch {kind} objects (is the CRD installed, and the ClusterRole up to date?)");
     }
 }

@@ -135,7 +135,7 @@ where
                 a.remove("kubectl.kubernetes.io/last-applied-configuration");
             }
         })
-        .default_backoff()
+        .backoff(Patient::default())
         .filter_map(move |ev| {
             let metrics = metrics.clone();
             async move {
@@ -155,6 +155,24 @@ where
                 }
             }
         })
+}
+
+/// kube-runtime's default backoff (0.8 s doubling to 30 s, with jitter), reset only after
+/// two minutes without a failure. Why not `default_backoff()`: its stream resets the backoff
+/// on every event, and a paged watcher yields `Init` before each list attempt, so a list
+/// that kept failing was retried about once a second for as long as it failed.
+#[derive(Default)]
+pub struct Patient(watcher::DefaultBackoff);
+
+impl Iterator for Patient {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for Patient {
+    fn reset(&mut self) {}
 }
 
 fn settled(obj: &ExecutionStop) -> bool {
