@@ -105,9 +105,10 @@ pub fn count<'a>(phases: impl IntoIterator<Item = Option<&'a Phase>>) -> ChildCo
 /// execution for the two passes of a listing. A restart re-reads at most this many pages.
 pub const PAGES_PER_PASS: u32 = 10;
 
-/// A pass that has run this long reads no further page: an endpoint that answers each page
-/// slowly (a hostile one, just inside the call timeout) holds a set worker for one page a
-/// pass, as it always did, not for ten.
+/// A pass that has spent this long listing reads no further page: an endpoint that answers
+/// each page slowly (a hostile one, just inside the call timeout) holds a set worker for
+/// one page a pass, as it always did, not for ten. (Creating a page's ExecutionStops does
+/// not count: that is the API server's time, not the endpoint's.)
 pub const PASS_TIME: Duration = Duration::from_secs(2);
 
 /// A NextToken longer than this is not kept in status (a status write must not fail on
@@ -138,8 +139,9 @@ pub struct Input<'a> {
     pub has_child: &'a dyn Fn(&str) -> bool,
     /// Pages of ListExecutions this pass has read so far (`PAGES_PER_PASS`).
     pub pages_this_pass: u32,
-    /// How long this pass has run (`PASS_TIME`).
-    pub pass_elapsed: Duration,
+    /// How long this pass has spent listing: waiting for slots and for ListExecutions
+    /// (`PASS_TIME`).
+    pub pass_listing: Duration,
     pub now: Timestamp,
     pub jitter: f64,
     pub tuning: &'a Tuning,
@@ -542,8 +544,8 @@ fn counted(i: &Input<'_>, s: &mut Draft, l: ListingProgress, page: &Page) -> Act
     Action::Wait(Duration::ZERO)
 }
 
-/// Another page is due: in this pass while it has read fewer than `PAGES_PER_PASS` and run
-/// for less than `PASS_TIME`, else in the next; unless this listing has run too long.
+/// Another page is due: in this pass while it has read fewer than `PAGES_PER_PASS` and
+/// listed for less than `PASS_TIME`, else in the next; unless this listing has run too long.
 fn more_pages(i: &Input<'_>, s: &mut Draft) -> Action {
     let Some(l) = &s.listing else {
         return Action::Wait(Duration::ZERO);
@@ -555,7 +557,7 @@ fn more_pages(i: &Input<'_>, s: &mut Draft) -> Action {
         );
         return endless(i, s, &msg);
     }
-    if i.pages_this_pass < PAGES_PER_PASS && i.pass_elapsed < PASS_TIME {
+    if i.pages_this_pass < PAGES_PER_PASS && i.pass_listing < PASS_TIME {
         let snapshot = s.snapshot_time.as_ref().map(|t| t.0);
         let window = window_end(i, snapshot.filter(|_| !i.spec.dry_run));
         return list(i, s, window);

@@ -70,7 +70,8 @@ struct Pass<'a> {
     verdict: Verdict,
     /// Pages of ListExecutions read in this pass.
     pages: u32,
-    started: Instant,
+    /// Time this pass has spent listing: waiting for slots and for ListExecutions.
+    listing: Duration,
 }
 
 impl Pass<'_> {
@@ -94,7 +95,7 @@ impl Pass<'_> {
             children: &counts,
             has_child: &existing,
             pages_this_pass: self.pages,
-            pass_elapsed: self.started.elapsed(),
+            pass_listing: self.listing,
             now: Timestamp::now(),
             jitter: rand::random::<f64>(),
             tuning: &self.ctx.base.tuning,
@@ -274,7 +275,7 @@ pub async fn reconcile(
         account: None,
         verdict,
         pages: 0,
-        started: Instant::now(),
+        listing: Duration::ZERO,
     };
     let (then, events) = match pass.run().await? {
         Ran::Deleted => return Ok(controller::Action::await_change()),
@@ -347,7 +348,10 @@ impl Pass<'_> {
                     if self.pages == 0 {
                         self.write().await?;
                     }
-                    match self.list(started_before, next_token).await {
+                    let t0 = Instant::now();
+                    let listed = self.list(started_before, next_token).await;
+                    self.listing += t0.elapsed();
+                    match listed {
                         Ok(listed) => {
                             self.pages += 1;
                             listed

@@ -52,7 +52,7 @@ struct Case {
     /// Pages this pass has read: by default its last (`PAGES_PER_PASS`), so a page ends the
     /// pass unless a case says otherwise.
     pages_this_pass: u32,
-    pass_elapsed: Duration,
+    pass_listing: Duration,
 }
 
 impl Case {
@@ -68,7 +68,7 @@ impl Case {
             verdict: Verdict::Allowed,
             gitops_managed: false,
             pages_this_pass: PAGES_PER_PASS,
-            pass_elapsed: Duration::ZERO,
+            pass_listing: Duration::ZERO,
         }
     }
 
@@ -86,7 +86,7 @@ impl Case {
             children: &self.children,
             has_child: &*self.existing,
             pages_this_pass: self.pages_this_pass,
-            pass_elapsed: self.pass_elapsed,
+            pass_listing: self.pass_listing,
             now: t(self.now),
             jitter: 0.5,
             tuning: &TUNING,
@@ -431,9 +431,9 @@ fn a_pass_reads_up_to_its_pages_before_giving_the_worker_back() {
     assert_eq!(c.run().action, Action::Wait(Duration::ZERO));
     // A slow endpoint: a pass that has run PASS_TIME reads no further page, however few.
     c.pages_this_pass = 1;
-    c.pass_elapsed = PASS_TIME;
+    c.pass_listing = PASS_TIME;
     assert_eq!(c.run().action, Action::Wait(Duration::ZERO));
-    c.pass_elapsed = Duration::ZERO;
+    c.pass_listing = Duration::ZERO;
     // Creating: once a page's ExecutionStops exist, the next page in the same pass.
     c.status.snapshot_time = Some(MicroTime(t("00:00")));
     c.status.listing = Some(ListingProgress {
